@@ -1,0 +1,153 @@
+"""Canonical JSON and SHA-256 hashing, matching the hosted RANKIGI service.
+
+The rules: object keys sorted by UTF-16 code units; integral floats written as
+integers; other numbers in the shortest round-trip decimal, never in exponent
+notation; NaN and infinities rejected; only the JSON-mandated characters
+escaped (control characters as lowercase ``\\u00xx``); no whitespace; UTF-8.
+Containers nested deeper than ``MAX_DEPTH`` levels are rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["MAX_DEPTH", "CanonicalError", "canonical_json", "sha256_hex"]
+
+MAX_DEPTH = 10
+
+# The C encoder escapes exactly the characters the canonical form escapes when
+# ensure_ascii is off, so it does the string work in every path below.
+_dumps = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+).encode
+_encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+class CanonicalError(ValueError):
+    """Raised for a value that has no canonical JSON form."""
+
+
+def canonical_json(value: Any) -> str:
+    """Return the canonical JSON text of a JSON-compatible value.
+
+    Raises:
+        CanonicalError: for NaN, infinities, non-string keys, unsupported types
+            or nesting deeper than ``MAX_DEPTH``.
+    """
+    normalized, needs_slow_path = _normalize(value, 0)
+    if needs_slow_path:
+        return _encode(normalized)
+    return _dumps(normalized)
+
+
+def sha256_hex(value: Any) -> str:
+    """Return the lowercase hex SHA-256 of the canonical JSON of ``value``."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+def _normalize(value: Any, depth: int) -> tuple[Any, bool]:
+    """Turn integral floats into ints and check types and depth.
+
+    Returns the normalized value and whether the C encoder would write it
+    differently from the canonical form (exponent floats, key order).
+    """
+    if value is None or value is True or value is False or type(value) is str:
+        return value, False
+    if type(value) is int:
+        return value, False
+    if isinstance(value, float):
+        return _normalize_float(value)
+    if isinstance(value, dict):
+        return _normalize_dict(value, depth + 1)
+    if isinstance(value, (list, tuple)):
+        return _normalize_list(value, depth + 1)
+    if isinstance(value, (str, int)):  # subclasses such as enums or bool-likes
+        return (str(value) if isinstance(value, str) else int(value)), False
+    raise CanonicalError(
+        f"cannot encode {type(value).__name__} value {value!r:.80}; "
+        "pass JSON types only (dict, list, str, int, float, bool, None)"
+    )
+
+
+def _normalize_float(value: float) -> tuple[Any, bool]:
+    if math.isnan(value) or math.isinf(value):
+        raise CanonicalError(
+            f"cannot encode {value!r}: NaN and infinities have no JSON form"
+        )
+    text = repr(value)
+    if value.is_integer() and abs(value) < 1e16:
+        return int(value), False
+    if "e" in text or "E" in text:
+        return _FixedFloat(text), True
+    return value, False
+
+
+def _normalize_dict(value: dict[Any, Any], depth: int) -> tuple[Any, bool]:
+    _check_depth(depth)
+    out = {}
+    slow = False
+    for key, item in value.items():
+        if type(key) is not str:
+            raise CanonicalError(
+                f"cannot encode key {key!r:.80}: object keys must be strings"
+            )
+        # Code-point order and UTF-16 order differ only between characters
+        # above U+D7FF, so only such keys need the hand-written encoder.
+        if not slow and key and max(key) > "\ud7ff":
+            slow = True
+        out[key], item_slow = _normalize(item, depth)
+        slow = slow or item_slow
+    return out, slow
+
+
+def _normalize_list(value: Any, depth: int) -> tuple[Any, bool]:
+    _check_depth(depth)
+    out = []
+    slow = False
+    for item in value:
+        normalized, item_slow = _normalize(item, depth)
+        out.append(normalized)
+        slow = slow or item_slow
+    return out, slow
+
+
+def _check_depth(depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise CanonicalError(
+            f"value nests deeper than {MAX_DEPTH} levels; "
+            "cap the depth of captured values before hashing"
+        )
+
+
+class _FixedFloat(str):
+    """A float already written in fixed notation by ``_normalize_float``."""
+
+
+def _fixed_notation(text: str) -> str:
+    # repr() already holds the shortest round-trip digits; Decimal only moves
+    # the point, so large integral floats keep those digits and add zeros.
+    digits = format(Decimal(text), "f")
+    if "." in digits:
+        digits = digits.rstrip("0").rstrip(".")
+    return digits
+
+
+def _utf16_key(key: str) -> bytes:
+    return key.encode("utf-16-be")
+
+
+def _encode(value: Any) -> str:
+    """Encode a normalized value by hand, for the cases the C encoder gets wrong."""
+    if isinstance(value, _FixedFloat):
+        return _fixed_notation(value)
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda item: _utf16_key(item[0]))
+        body = ",".join(f"{_encode_string(k)}:{_encode(v)}" for k, v in items)
+        return "{" + body + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_encode(item) for item in value) + "]"
+    return _dumps(value)
