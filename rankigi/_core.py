@@ -1,0 +1,112 @@
+"""The logic that the sync and async clients share.
+
+``ClientCore`` owns the options, the event factory and the transport. The
+public clients are thin shells over it, so there is one copy of every rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Callable, Optional
+
+from rankigi import _exceptions as codes
+from rankigi._config import Config
+from rankigi._events import EventFactory
+from rankigi._exceptions import RankigiError
+from rankigi._exporters import Exporter, HttpExporter, LedgerExporter
+from rankigi._transport import Transport
+
+__all__ = ["ClientCore", "ErrorHandler"]
+
+logger = logging.getLogger("rankigi")
+
+ErrorHandler = Callable[[RankigiError], Any]
+
+_announced: set[str] = set()
+_announce_lock = threading.Lock()
+
+
+class ClientCore:
+    """Capture events and hand them to the transport; never raises."""
+
+    def __init__(
+        self,
+        config: Config,
+        on_error: Optional[ErrorHandler] = None,
+        exporter: Optional[Exporter] = None,
+    ) -> None:
+        self.config = config
+        self.on_error = on_error
+        self.factory = EventFactory(config)
+        self.exporter = exporter or _make_exporter(config)
+        self.transport = Transport(config, self.exporter, self.report)
+        if exporter is None and config.enabled:
+            _announce(config, self.exporter)
+
+    def record(self, build: Callable[..., dict[str, Any]], *args: Any) -> Optional[str]:
+        """Build an event with ``build(*args)`` and queue it.
+
+        Returns the event id, or None when the event was dropped.
+        """
+        if not self.config.enabled:
+            return None
+        try:
+            event = build(*args)
+        except Exception as exc:
+            # The serializer never raises, so this is a bug in the SDK; it
+            # still must not reach the caller.
+            logger.debug("capturing an event failed", exc_info=True)
+            self.report(
+                RankigiError(
+                    codes.CAPTURE_FAILED,
+                    f"dropped 1 event: capturing it failed with {exc!r}",
+                    event_count=1,
+                )
+            )
+            return None
+        if self.transport.enqueue(event):
+            return str(event["event_id"])
+        return None
+
+    def report(self, error: RankigiError) -> None:
+        """Pass ``error`` to ``on_error``; an exception it raises is logged."""
+        callback = self.on_error
+        if callback is None:
+            return
+        try:
+            callback(error)
+        except Exception:
+            logger.debug("on_error callback raised; ignoring it", exc_info=True)
+
+    def describe(self) -> str:
+        return f"agent_id={self.config.agent_id!r}, sink={self.exporter.description!r}"
+
+
+def _make_exporter(config: Config) -> Exporter:
+    if config.uses_ledger:
+        return LedgerExporter(os.path.abspath(config.ledger_path))
+    assert config.api_key is not None
+    return HttpExporter(
+        config.base_url,
+        config.api_key,
+        config.batch_size,
+        config.request_timeout_ms / 1000,
+    )
+
+
+def _announce(config: Config, exporter: Exporter) -> None:
+    """Say once per process and destination where events are going."""
+    with _announce_lock:
+        if exporter.description in _announced:
+            return
+        _announced.add(exporter.description)
+    if config.uses_ledger:
+        logger.info(
+            "no API key set: recording events into %s; "
+            "run `rankigi verify` to check it",
+            exporter.description,
+        )
+    else:
+        logger.info("sending events to %s", exporter.description)

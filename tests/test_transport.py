@@ -1,0 +1,492 @@
+"""The buffered HTTP transport against a real server on loopback."""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import pytest
+
+from rankigi import Rankigi
+from tests.stub_server import Reply, Request, StubServer
+
+Make = Callable[..., Rankigi]
+
+
+def ingest_sizes(stub: StubServer) -> list[int]:
+    sizes = []
+    for request in stub.ingest_requests():
+        body = request.body
+        sizes.append(len(body["events"]) if "events" in body else 1)
+    return sizes
+
+
+def fail_times(count: int, reply: Reply) -> Callable[[Request], Optional[Reply]]:
+    """Answer the first ``count`` ingest requests with ``reply``."""
+    state = {"left": count}
+    lock = threading.Lock()
+
+    def script(request: Request) -> Optional[Reply]:
+        if request.path != "/api/ingest":
+            return None
+        with lock:
+            if state["left"] <= 0:
+                return None
+            state["left"] -= 1
+        return reply
+
+    return script
+
+
+def test_batch_sent_when_size_reached(make_client: Make, stub: StubServer) -> None:
+    client = make_client(batch_size=10, flush_interval_ms=60_000)
+    for i in range(25):
+        client.track_tool_call("search", {"q": i}, {"hits": i})
+
+    assert stub.wait_for(lambda: len(stub.events) == 20)
+    time.sleep(0.2)
+    assert ingest_sizes(stub) == [10, 10]
+    assert client.flush(5)
+    assert ingest_sizes(stub) == [10, 10, 5]
+
+
+def test_batch_sent_when_interval_passes(make_client: Make, stub: StubServer) -> None:
+    client = make_client(batch_size=100, flush_interval_ms=200)
+    for i in range(3):
+        client.track_tool_call("search", {"q": i}, None)
+
+    assert stub.wait_for(lambda: len(stub.events) == 3, timeout=5)
+    assert ingest_sizes(stub) == [3]
+
+
+def test_single_events_without_batch_capability(
+    make_client: Make, stub: StubServer
+) -> None:
+    stub.capabilities = []
+    client = make_client()
+    for i in range(4):
+        client.track_custom_event("step", None, {"i": i})
+
+    assert client.flush(5)
+    bodies = [r.body for r in stub.ingest_requests()]
+    assert len(bodies) == 4
+    assert all("events" not in body for body in bodies)
+    assert [body["payload"]["i"] for body in bodies] == [0, 1, 2, 3]
+
+
+def test_events_carry_wire_fields(make_client: Make, stub: StubServer) -> None:
+    client = make_client()
+    event_id = client.track_tool_call("stripe_refund", {"charge": "ch_1"}, {"ok": 1})
+    assert client.flush(5)
+
+    event = stub.events[event_id]
+    assert event["agent_id"] == "agent-1"
+    assert event["action"] == "tool_call"
+    assert event["tool"] == "stripe_refund"
+    assert event["severity"] == "info"
+    assert event["occurred_at"].endswith("Z")
+    assert event["payload"]["input"] == {"charge": "ch_1"}
+    assert len(event["payload"]["input_hash"]) == 64
+    assert event["payload"]["_sdk"].startswith("rankigi-python/")
+    request = stub.ingest_requests()[0]
+    assert request.headers["Authorization"] == "Bearer rk_test_key"
+
+
+def test_retry_after_seconds_is_honoured(make_client: Make, stub: StubServer) -> None:
+    stub.script = fail_times(1, Reply(429, None, {"Retry-After": "1"}))
+    client = make_client()
+    client.track_tool_call("search", 1, 2)
+
+    assert client.flush(10)
+    first, second = stub.ingest_requests()
+    assert second.at - first.at >= 0.9
+    assert len(stub.events) == 1
+    assert client.stats()["retried"] == 1
+
+
+def test_retry_after_http_date_is_honoured(make_client: Make, stub: StubServer) -> None:
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    stub.script = fail_times(1, Reply(429, None, {"Retry-After": when}))
+    client = make_client()
+    client.track_tool_call("search", 1, 2)
+
+    assert client.flush(10)
+    first, second = stub.ingest_requests()
+    # An HTTP date has whole seconds, so the wait is at least one second.
+    assert second.at - first.at >= 0.9
+
+
+def test_retry_after_is_capped(make_client: Make, stub: StubServer) -> None:
+    stub.script = fail_times(1, Reply(429, None, {"Retry-After": "3600"}))
+    client = make_client(retry_after_max_ms=100)
+    client.track_tool_call("search", 1, 2)
+
+    assert client.flush(5)
+    assert len(stub.events) == 1
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+def test_client_errors_are_not_retried(
+    make_client: Make, stub: StubServer, errors: Any, status: int
+) -> None:
+    stub.script = fail_times(100, Reply(status, {"ok": False}))
+    client = make_client(batch_size=1)
+    client.track_tool_call("search", 1, 2)
+
+    assert client.flush(5)
+    assert len(stub.ingest_requests()) == 1
+    expected = "INVALID_REQUEST" if status == 400 else "AUTH_FAILED"
+    assert errors.codes() == [expected]
+    assert errors[0].status_code == status
+    assert client.stats()["dropped_by_reason"] == {expected: 1}
+
+
+def test_auth_failure_error_hides_key(
+    make_client: Make, stub: StubServer, errors: Any
+) -> None:
+    stub.script = fail_times(100, Reply(401, {"ok": False}))
+    client = make_client(api_key="rk_secret_value")
+    client.track_tool_call("search", 1, 2)
+    assert client.flush(5)
+
+    assert "rk_secret_value" not in repr(errors[0])
+    assert "rk_secret_value" not in repr(client)
+
+
+def test_payload_too_large_splits_batch(make_client: Make, stub: StubServer) -> None:
+    def too_large(request: Request) -> Optional[Reply]:
+        body = request.body
+        if request.path == "/api/ingest" and len(body.get("events", [body])) > 3:
+            return Reply(413, {"ok": False})
+        return None
+
+    stub.script = too_large
+    client = make_client(batch_size=10, flush_interval_ms=60_000)
+    ids = [client.track_tool_call("search", i, i) for i in range(10)]
+
+    assert client.flush(5)
+    assert set(stub.events) == set(ids)
+    assert stub.duplicates == 0
+    assert max(s for s in ingest_sizes(stub) if s <= 3) <= 3
+
+
+def test_single_event_too_large_is_dropped(
+    make_client: Make, stub: StubServer, errors: Any
+) -> None:
+    def too_large(request: Request) -> Optional[Reply]:
+        if request.path == "/api/ingest" and "x" * 5000 in str(request.body):
+            return Reply(413, {"ok": False})
+        return None
+
+    stub.script = too_large
+    client = make_client(batch_size=10, flush_interval_ms=60_000)
+    kept = [client.track_tool_call("t", i, i) for i in range(5)]
+    client.track_tool_call("t", "x" * 6000, None)
+
+    assert client.flush(5)
+    assert set(stub.events) == set(kept)
+    assert errors.codes() == ["PAYLOAD_TOO_LARGE"]
+
+
+def test_outage_within_retry_budget_loses_nothing(
+    make_client: Make, stub: StubServer, errors: Any
+) -> None:
+    stub.script = fail_times(2, Reply(503, None))
+    client = make_client(batch_size=5, max_retries=3)
+    ids = [client.track_tool_call("t", i, i) for i in range(12)]
+
+    assert client.flush(10)
+    assert set(stub.events) == set(ids)
+    assert stub.duplicates == 0
+    assert errors == []
+    stats = client.stats()
+    assert stats["sent"] == 12
+    assert stats["retried"] == 2
+
+
+def test_connection_refused_then_recovery(errors: Any) -> None:
+    server = StubServer().start()
+    url = server.url
+    server.stop()
+    client = Rankigi(
+        api_key="k",
+        agent_id="a",
+        base_url=url,
+        on_error=errors.append,
+        retry_backoff_ms=300,
+        max_retries=5,
+    )
+    client.track_tool_call("t", 1, 1)
+    time.sleep(0.5)
+    # Start a fresh server on the same port; the retry then succeeds.
+    port = int(url.rsplit(":", 1)[1])
+    revived = _server_on_port(port)
+    try:
+        assert client.flush(15)
+        assert len(revived.events) == 1
+        assert errors == []
+    finally:
+        client.close(1)
+        revived.stop()
+
+
+def _server_on_port(port: int) -> StubServer:
+    import http.server
+
+    original = http.server.ThreadingHTTPServer.__init__
+
+    def bind_port(self: Any, address: Any, handler: Any, *args: Any) -> None:
+        original(self, ("127.0.0.1", port), handler, *args)
+
+    http.server.ThreadingHTTPServer.__init__ = bind_port  # type: ignore[method-assign]
+    try:
+        return StubServer().start()
+    finally:
+        http.server.ThreadingHTTPServer.__init__ = original  # type: ignore[method-assign]
+
+
+def test_outage_beyond_budget_reports_drops(
+    make_client: Make, stub: StubServer, errors: Any
+) -> None:
+    stub.script = fail_times(1000, Reply(500, None))
+    client = make_client(batch_size=5, max_retries=2)
+    for i in range(7):
+        client.track_tool_call("t", i, i)
+
+    assert client.flush(10)
+    assert len(stub.ingest_requests()) == 6  # two batches, three tries each
+    assert client.stats()["dropped_by_reason"] == {"SERVER_ERROR": 7}
+    assert sum(e.event_count for e in errors) == 7
+
+
+def test_memory_bounded_while_server_down(
+    make_client: Make, stub: StubServer, errors: Any
+) -> None:
+    stub.script = fail_times(10**9, Reply(503, None))
+    client = make_client(
+        batch_size=10, max_queue_size=50, retry_backoff_ms=5_000, max_retries=1
+    )
+    for i in range(1000):
+        client.track_tool_call("t", i, i)
+
+    stats = client.stats()
+    assert stats["queued"] <= 50
+    assert stats["dropped_by_reason"]["BUFFER_FULL"] >= 1000 - 60
+    assert stats["enqueued"] + stats["dropped_by_reason"]["BUFFER_FULL"] == 1000
+    assert stub.wait_for(lambda: "BUFFER_FULL" in errors.codes())
+    reported = sum(e.event_count for e in errors if e.code == "BUFFER_FULL")
+    assert reported == stats["dropped_by_reason"]["BUFFER_FULL"]
+
+
+def test_flush_waits_for_in_flight_send(make_client: Make, stub: StubServer) -> None:
+    answered = threading.Event()
+
+    def slow(request: Request) -> Optional[Reply]:
+        if request.path == "/api/ingest":
+            time.sleep(0.5)
+            answered.set()
+        return None
+
+    stub.script = slow
+    client = make_client(batch_size=1)
+    client.track_tool_call("t", 1, 1)
+    assert stub.wait_for(lambda: len(stub.ingest_requests()) == 1)
+
+    assert client.flush(5)
+    assert answered.is_set()
+    assert client.stats()["sent"] == 1
+
+
+def test_flush_times_out_and_reports_false(make_client: Make, stub: StubServer) -> None:
+    stub.script = lambda r: Reply(200, {}, delay=2) if r.path == "/api/ingest" else None
+    client = make_client()
+    client.track_tool_call("t", 1, 1)
+
+    assert client.flush(0.2) is False
+    assert client.flush(10) is True
+
+
+def test_close_during_backoff_returns_promptly(
+    make_client: Make, stub: StubServer, errors: Any
+) -> None:
+    stub.script = fail_times(10**9, Reply(503, None))
+    client = make_client(retry_backoff_ms=20_000, retry_backoff_max_ms=20_000)
+    client.track_tool_call("t", 1, 1)
+    client.track_tool_call("t", 2, 2)
+    client.flush(0.01)
+    assert stub.wait_for(lambda: len(stub.ingest_requests()) >= 1)
+
+    started = time.monotonic()
+    client.close(timeout=1)
+    elapsed = time.monotonic() - started
+
+    # The backoff alone would take 10 to 20 s.
+    assert elapsed < 5
+    assert "SHUTDOWN" in errors.codes() or "SERVER_ERROR" in errors.codes()
+    assert client.stats()["dropped"] == 2
+
+
+def test_close_is_idempotent(make_client: Make, stub: StubServer) -> None:
+    client = make_client()
+    client.track_tool_call("t", 1, 1)
+    assert client.close(5) is True
+    assert client.close(5) is True
+    assert len(stub.events) == 1
+
+
+def test_tracking_after_close_is_dropped(
+    make_client: Make, stub: StubServer, errors: Any
+) -> None:
+    client = make_client()
+    client.close()
+
+    assert client.track_tool_call("t", 1, 1) is None
+    assert client.track_error("t", ValueError("x")) is None
+    assert errors.codes() == ["CLIENT_CLOSED", "CLIENT_CLOSED"]
+    assert client.stats()["dropped_by_reason"] == {"CLIENT_CLOSED": 2}
+
+
+def test_context_manager_closes(stub: StubServer) -> None:
+    with Rankigi(api_key="k", agent_id="a", base_url=stub.url) as client:
+        client.track_agent_output("reply", "hello")
+    assert len(stub.events) == 1
+    assert client.track_agent_output("reply", "late") is None
+
+
+def test_raising_on_error_is_contained(make_client: Make, stub: StubServer) -> None:
+    calls = []
+
+    def broken(error: Any) -> None:
+        calls.append(error)
+        raise RuntimeError("callback bug")
+
+    stub.script = fail_times(1, Reply(401, None))
+    client = make_client(batch_size=1)
+    client.on_error = broken
+    client.track_tool_call("t", 1, 1)
+    assert client.flush(5)
+    second = client.track_tool_call("t", 2, 2)
+
+    assert client.flush(5)
+    assert len(calls) == 1
+    assert second in stub.events
+
+
+def test_unserializable_value_never_reaches_caller(
+    make_client: Make, stub: StubServer
+) -> None:
+    class Hostile:
+        def __getattribute__(self, name: str) -> Any:
+            raise RuntimeError("no attribute access")
+
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    client = make_client()
+    event_id = client.track_tool_call("t", Hostile(), {"x": Hostile()})
+    after = client.track_tool_call("t", 1, 1)
+
+    assert client.flush(5)
+    assert event_id in stub.events
+    assert after in stub.events
+
+
+def test_failure_while_finishing_event_keeps_worker(
+    make_client: Make, stub: StubServer, errors: Any, monkeypatch: Any
+) -> None:
+    import rankigi._transport as transport
+
+    real = transport.finish_event
+
+    def flaky(event: dict[str, Any], hash_only: bool) -> dict[str, Any]:
+        if event["payload"].get("input") == "poison":
+            raise ValueError("cannot finish")
+        return real(event, hash_only)
+
+    monkeypatch.setattr(transport, "finish_event", flaky)
+    client = make_client()
+    client.track_tool_call("t", "poison", None)
+    good = client.track_tool_call("t", "fine", None)
+
+    assert client.flush(5)
+    assert list(stub.events) == [good]
+    assert errors.codes() == ["CAPTURE_FAILED"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_sends_only_its_own_events(stub: StubServer) -> None:
+    client = Rankigi(
+        api_key="k", agent_id="a", base_url=stub.url, flush_interval_ms=60_000
+    )
+    parent_ids = [client.track_tool_call("parent", i, i) for i in range(5)]
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            os.close(read_end)
+            child_ids = [client.track_tool_call("child", i, i) for i in range(3)]
+            ok = client.close(5)
+            os.write(write_end, ",".join(child_ids).encode())
+            code = 0 if ok else 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    child_ids = os.read(read_end, 10_000).decode().split(",")
+    os.close(read_end)
+    assert status == 0
+
+    assert client.close(5)
+    assert set(stub.events) == set(parent_ids) | set(child_ids)
+    assert stub.duplicates == 0
+    tools = sorted(e["tool"] for e in stub.events.values())
+    assert tools == ["child"] * 3 + ["parent"] * 5
+
+
+def _run_script(source: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RANKIGI_")}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(source)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_exit_flushes_unclosed_client(stub: StubServer) -> None:
+    result = _run_script(
+        f"""
+        from rankigi import Rankigi
+        client = Rankigi(api_key="k", agent_id="a", base_url={stub.url!r},
+                         flush_interval_ms=60_000)
+        for i in range(7):
+            client.track_tool_call("t", i, i)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(stub.events) == 7
+
+
+def test_exit_never_hangs_on_dead_server(stub: StubServer) -> None:
+    stub.script = lambda request: Reply(200, {}, delay=30)
+    started = time.monotonic()
+    result = _run_script(
+        f"""
+        from rankigi import Rankigi
+        client = Rankigi(api_key="k", agent_id="a", base_url={stub.url!r},
+                         shutdown_timeout_ms=500)
+        client.track_tool_call("t", 1, 1)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    # The server would hold the request for 30 s.
+    assert time.monotonic() - started < 15
