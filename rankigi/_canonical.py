@@ -24,7 +24,7 @@ MAX_DEPTH = 10
 _dumps = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
 ).encode
-_encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_string = json.encoder.encode_basestring
 
 
 class CanonicalError(ValueError):

@@ -37,7 +37,7 @@ def recorded(**options: Any) -> Any:
 
 
 def test_agent_id_required() -> None:
-    with pytest.raises(ValueError, match="agent_id is missing.*RANKIGI_AGENT_ID"):
+    with pytest.raises(ValueError, match=r"agent_id is missing.*RANKIGI_AGENT_ID"):
         Rankigi()
 
 
@@ -144,7 +144,9 @@ def test_tool_call_event_shape() -> None:
 
     (event,) = events()
     assert event["event_id"] == event_id
-    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-.{12}", event_id)
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-.{12}", event_id
+    )
     assert event["action"] == "tool_call"
     assert event["tool"] == "search"
     assert event["severity"] == "warn"
@@ -157,7 +159,13 @@ def test_tool_call_event_shape() -> None:
     assert payload["_sdk"] == f"rankigi-python/{rankigi.__version__}"
     assert not any(key.startswith("_") and key != "_sdk" for key in payload)
     assert set(event) == {
-        "event_id", "agent_id", "action", "tool", "severity", "occurred_at", "payload"
+        "event_id",
+        "agent_id",
+        "action",
+        "tool",
+        "severity",
+        "occurred_at",
+        "payload",
     }
 
 

@@ -180,14 +180,14 @@ def test_single_event_too_large_is_dropped(
     make_client: Make, stub: StubServer, errors: Any
 ) -> None:
     def too_large(request: Request) -> Optional[Reply]:
-        if request.path == "/api/ingest" and "x" * 5000 in str(request.body):
+        if request.path == "/api/ingest" and "x" * 3500 in str(request.body):
             return Reply(413, {"ok": False})
         return None
 
     stub.script = too_large
     client = make_client(batch_size=10, flush_interval_ms=60_000)
     kept = [client.track_tool_call("t", i, i) for i in range(5)]
-    client.track_tool_call("t", "x" * 6000, None)
+    client.track_tool_call("t", "x" * 4000, None)
 
     assert client.flush(5)
     assert set(stub.events) == set(kept)
