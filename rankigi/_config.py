@@ -8,8 +8,9 @@ that the tracking path has nothing left to reject.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from typing_extensions import TypedDict
@@ -171,8 +172,7 @@ def _nonempty_text(max_length: int) -> Callable[[str, Any], str]:
             raise ValueError(f"{name}={value!r} is invalid; pass a non-empty string")
         if len(value) > max_length:
             raise ValueError(
-                f"{name} is {len(value)} characters long; "
-                f"use at most {max_length}"
+                f"{name} is {len(value)} characters long; use at most {max_length}"
             )
         return value
 
@@ -216,8 +216,7 @@ def _int_range(low: int, high: int) -> Callable[[str, Any], int]:
     def check(name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(
-                f"{name}={value!r} is invalid; pass a whole number "
-                f"from {low} to {high}"
+                f"{name}={value!r} is invalid; pass a whole number from {low} to {high}"
             )
         if not low <= value <= high:
             raise ValueError(

@@ -359,9 +359,7 @@ class Transport:
         config = self._config
         if exc.retry_after is not None:
             return min(exc.retry_after, config.retry_after_max_ms / 1000)
-        ceiling = min(
-            config.retry_backoff_max_ms, config.retry_backoff_ms * 2**attempt
-        )
+        ceiling = min(config.retry_backoff_max_ms, config.retry_backoff_ms * 2**attempt)
         # Full jitter spreads the retries of many clients after an outage.
         return random.uniform(ceiling / 2, ceiling) / 1000
 

@@ -37,9 +37,7 @@ def errors() -> ErrorLog:
 
 
 @pytest.fixture
-def make_client(
-    stub: StubServer, errors: ErrorLog
-) -> Iterator[Callable[..., Rankigi]]:
+def make_client(stub: StubServer, errors: ErrorLog) -> Iterator[Callable[..., Rankigi]]:
     clients: list[Rankigi] = []
 
     def make(**options: Any) -> Rankigi:

@@ -82,11 +82,18 @@ class StubServer:
             if reply is not None:
                 return reply
         if request.path == "/api/health":
-            return Reply(200, {"ok": True, "version": "stub", "capabilities": self.capabilities})
+            return Reply(
+                200, {"ok": True, "version": "stub", "capabilities": self.capabilities}
+            )
         if request.path != "/api/ingest" or request.method != "POST":
-            return Reply(404, {"ok": False, "error": {"code": "NOT_FOUND", "message": "no route"}})
+            return Reply(
+                404,
+                {"ok": False, "error": {"code": "NOT_FOUND", "message": "no route"}},
+            )
         body = request.body
-        events = body["events"] if isinstance(body, dict) and "events" in body else [body]
+        events = (
+            body["events"] if isinstance(body, dict) and "events" in body else [body]
+        )
         results = []
         with self.lock:
             for event in events:
@@ -95,7 +102,9 @@ class StubServer:
                     self.duplicates += 1
                 else:
                     self.events[event["event_id"]] = event
-                results.append({"ok": True, "event_id": event["event_id"], "duplicate": duplicate})
+                results.append(
+                    {"ok": True, "event_id": event["event_id"], "duplicate": duplicate}
+                )
         if "events" in (body or {}):
             return Reply(200, {"ok": True, "results": results})
         return Reply(200, results[0])
@@ -119,7 +128,9 @@ class StubServer:
                 reply = stub._answer(request)
                 if reply.delay:
                     time.sleep(reply.delay)
-                data = json.dumps(reply.body).encode() if reply.body is not None else b""
+                data = (
+                    json.dumps(reply.body).encode() if reply.body is not None else b""
+                )
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)

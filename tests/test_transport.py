@@ -270,7 +270,7 @@ def test_memory_bounded_while_server_down(
 ) -> None:
     stub.script = fail_times(10**9, Reply(503, None))
     client = make_client(
-        batch_size=10, max_queue_size=50, retry_backoff_ms=5_000, max_retries=1
+        batch_size=10, max_queue_size=50, retry_backoff_ms=300, max_retries=1
     )
     for i in range(1000):
         client.track_tool_call("t", i, i)
@@ -279,9 +279,13 @@ def test_memory_bounded_while_server_down(
     assert stats["queued"] <= 50
     assert stats["dropped_by_reason"]["BUFFER_FULL"] >= 1000 - 60
     assert stats["enqueued"] + stats["dropped_by_reason"]["BUFFER_FULL"] == 1000
-    assert stub.wait_for(lambda: "BUFFER_FULL" in errors.codes())
-    reported = sum(e.event_count for e in errors if e.code == "BUFFER_FULL")
-    assert reported == stats["dropped_by_reason"]["BUFFER_FULL"]
+    full = stats["dropped_by_reason"]["BUFFER_FULL"]
+
+    def reported() -> int:
+        return sum(e.event_count for e in list(errors) if e.code == "BUFFER_FULL")
+
+    # The worker reports overflow between sends, so the report can lag.
+    assert stub.wait_for(lambda: reported() == full, timeout=15)
 
 
 def test_flush_waits_for_in_flight_send(make_client: Make, stub: StubServer) -> None:
