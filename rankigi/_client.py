@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from contextvars import Token
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Optional
 
 from typing_extensions import Self, Unpack
 
 from rankigi._config import ClientOptions, Config
+from rankigi._context import active_client, reset_var
 from rankigi._core import ClientCore, ErrorHandler
 from rankigi._exporters import Exporter
 
@@ -43,6 +46,7 @@ class Rankigi:
     ) -> None:
         config = Config.load(api_key=api_key, agent_id=agent_id, **options)
         self._core = ClientCore(config, on_error, _exporter)
+        self._context_tokens: list[Token[Optional[Rankigi]]] = []
 
     @property
     def agent_id(self) -> str:
@@ -123,13 +127,55 @@ class Rankigi:
         Events still queued after ``timeout`` seconds are dropped and
         reported. Returns whether everything was delivered or dropped in time.
         """
-        return self._core.transport.close(timeout)
+        return self._core.close(timeout)
+
+    def initiate_handshake(
+        self,
+        target_agent_id: str,
+        purpose: str,
+        metadata: Optional[Mapping[str, Any]] = None,
+        *,
+        expires_in: float = 900,
+    ) -> dict[str, Any]:
+        """Propose a handshake from this agent to ``target_agent_id``.
+
+        Appends ``handshake.initiated`` to this agent's chain and returns the
+        pending handshake, whose ``id`` the target needs to complete it.
+
+        Raises:
+            RankigiError: ``INVALID_REQUEST``, ``AUTH_FAILED``,
+                ``NETWORK_ERROR`` and the other codes of the README.
+        """
+        return self._core.initiate_handshake(
+            target_agent_id, purpose, metadata, expires_in
+        )
+
+    def complete_handshake(self, handshake_id: str, accepted: bool) -> dict[str, Any]:
+        """Accept or reject a handshake; only its target agent may.
+
+        Raises:
+            RankigiError: ``NOT_FOUND``, ``AUTH_FAILED`` (not the target),
+                ``CONFLICT`` (already completed) or ``EXPIRED``.
+        """
+        return self._core.complete_handshake(handshake_id, accepted)
+
+    def verify_handshake(self, handshake_id: str) -> dict[str, Any]:
+        """Check a handshake against both chains.
+
+        Returns a dict whose ``valid`` is true only for an accepted handshake
+        whose two chain events exist, hash correctly and agree; ``reason``
+        says what failed otherwise.
+        """
+        return self._core.verify_handshake(handshake_id)
 
     def stats(self) -> dict[str, Any]:
         """Return counts: enqueued, sent, retried, dropped and dropped by reason."""
         return self._core.transport.stats()
 
     def __enter__(self) -> Self:
+        # The block also makes this the active client, so decorated functions
+        # called inside it record here; __exit__ restores the previous one.
+        self._context_tokens.append(active_client.set(self))
         return self
 
     def __exit__(
@@ -138,6 +184,8 @@ class Rankigi:
         exc: Optional[BaseException],
         traceback: Optional[TracebackType],
     ) -> None:
+        if self._context_tokens:
+            reset_var(active_client, self._context_tokens.pop())
         self.close()
 
     def __repr__(self) -> str:

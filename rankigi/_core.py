@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 from rankigi import _exceptions as codes
@@ -16,6 +17,7 @@ from rankigi._config import Config
 from rankigi._events import EventFactory
 from rankigi._exceptions import RankigiError
 from rankigi._exporters import Exporter, HttpExporter, LedgerExporter
+from rankigi._handshake import HandshakeBackend, HttpHandshakes, LedgerHandshakes
 from rankigi._transport import Transport
 
 __all__ = ["ClientCore", "ErrorHandler"]
@@ -42,6 +44,8 @@ class ClientCore:
         self.factory = EventFactory(config)
         self.exporter = exporter or _make_exporter(config)
         self.transport = Transport(config, self.exporter, self.report)
+        self._handshakes: Optional[HandshakeBackend] = None
+        self._handshakes_lock = threading.Lock()
         if exporter is None and config.enabled:
             _announce(config, self.exporter)
 
@@ -80,6 +84,45 @@ class ClientCore:
         except Exception:
             logger.debug("on_error callback raised; ignoring it", exc_info=True)
 
+    def initiate_handshake(
+        self,
+        target_agent_id: str,
+        purpose: str,
+        metadata: Optional[Mapping[str, Any]],
+        expires_in: float,
+    ) -> dict[str, Any]:
+        """Start a handshake from this client's agent; raises ``RankigiError``."""
+        # Events tracked before the handshake go into the chain before its
+        # event, so the chain order matches what the agent did.
+        self.transport.flush(self.config.request_timeout_ms / 1000)
+        return self.handshakes().initiate(
+            self.config.agent_id, target_agent_id, purpose, metadata, expires_in
+        )
+
+    def complete_handshake(self, handshake_id: str, accepted: bool) -> dict[str, Any]:
+        """Accept or reject a handshake aimed at this client's agent."""
+        self.transport.flush(self.config.request_timeout_ms / 1000)
+        return self.handshakes().complete(handshake_id, self.config.agent_id, accepted)
+
+    def verify_handshake(self, handshake_id: str) -> dict[str, Any]:
+        """Check a handshake against both agents' chains."""
+        return self.handshakes().verify(handshake_id)
+
+    def handshakes(self) -> HandshakeBackend:
+        with self._handshakes_lock:
+            if self._handshakes is None:
+                self._handshakes = _make_handshakes(self.config, self.exporter)
+            return self._handshakes
+
+    def close(self, timeout: Optional[float]) -> bool:
+        """Close the transport and the handshake connection."""
+        done = self.transport.close(timeout)
+        with self._handshakes_lock:
+            if self._handshakes is not None:
+                self._handshakes.close()
+                self._handshakes = None
+        return done
+
     def describe(self) -> str:
         return f"agent_id={self.config.agent_id!r}, sink={self.exporter.description!r}"
 
@@ -93,6 +136,17 @@ def _make_exporter(config: Config) -> Exporter:
         config.api_key,
         config.batch_size,
         config.request_timeout_ms / 1000,
+    )
+
+
+def _make_handshakes(config: Config, exporter: Exporter) -> HandshakeBackend:
+    if isinstance(exporter, LedgerExporter):
+        return LedgerHandshakes(exporter.path)
+    if config.uses_ledger:
+        return LedgerHandshakes(os.path.abspath(config.ledger_path))
+    assert config.api_key is not None
+    return HttpHandshakes(
+        config.base_url, config.api_key, config.request_timeout_ms / 1000
     )
 
 

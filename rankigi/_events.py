@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 from rankigi._canonical import canonical_json, sha256_hex
 from rankigi._config import Config
+from rankigi._context import Links, current_links
 from rankigi._ids import format_timestamp, now_ns, uuid7
 from rankigi._redact import DEFAULT_SECRET_KEYS, Redactor
 from rankigi._serialize import Limits, serialize, serialize_exception
@@ -47,6 +49,11 @@ class EventFactory:
         self.redactor: Optional[Redactor] = None
         if config.redact:
             self.redactor = Redactor(DEFAULT_SECRET_KEYS + config.redact_keys)
+        # Sources of event ids, capture times (ns since the epoch) and call
+        # durations (seconds); rankigi.testing replaces them with fixed ones.
+        self.new_id: Callable[[], str] = uuid7
+        self.now_ns: Callable[[], int] = now_ns
+        self.perf_counter: Callable[[], float] = time.perf_counter
 
     def capture(self, value: Any, redactor: Optional[Redactor] = None) -> Any:
         """Snapshot ``value`` with this client's limits and redaction."""
@@ -102,16 +109,32 @@ class EventFactory:
         payload: dict[str, Any],
         severity: Any,
         hashed: tuple[str, ...],
+        *,
+        event_id: Optional[str] = None,
+        links: Optional[Links] = None,
     ) -> dict[str, Any]:
+        """Wrap ``payload`` in an event.
+
+        ``event_id`` is a pre-made id, for callers that hand it to nested
+        calls before the event exists. ``links`` is the parent event id and
+        the run; None takes both from the current context. They are added to
+        the payload as ``parent_event_id``, ``run_id`` and ``run_name`` when
+        set, because the top level of the wire format is fixed.
+        """
+        parent_id, run = current_links() if links is None else links
+        if parent_id is not None:
+            payload["parent_event_id"] = parent_id
+        if run is not None:
+            payload["run_id"], payload["run_name"] = run
         payload["_sdk"] = SDK_TAG
         return {
-            "event_id": uuid7(),
+            "event_id": event_id or self.new_id(),
             "agent_id": self.agent_id,
             "action": action,
             "tool": tool,
             "severity": _severity(severity),
             "payload": payload,
-            _CLOCK: now_ns(),
+            _CLOCK: self.now_ns(),
             _HASHED: hashed,
         }
 

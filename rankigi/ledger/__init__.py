@@ -16,6 +16,13 @@ from rankigi.ledger._errors import (
     LedgerNotFoundError,
     NotALedgerError,
 )
+from rankigi.ledger._handshakes import (
+    HandshakeError,
+    complete_handshake,
+    get_handshake,
+    initiate_handshake,
+    verify_handshake,
+)
 from rankigi.ledger._record import FIELDS
 from rankigi.ledger._results import AppendResult, VerifyResult
 from rankigi.ledger._store import Ledger
@@ -23,10 +30,15 @@ from rankigi.ledger._store import Ledger
 __all__ = [
     "FIELDS",
     "AppendResult",
+    "HandshakeError",
     "InvalidEventError",
     "Ledger",
     "LedgerError",
     "LedgerNotFoundError",
     "NotALedgerError",
     "VerifyResult",
+    "complete_handshake",
+    "get_handshake",
+    "initiate_handshake",
+    "verify_handshake",
 ]

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from rankigi.ledger._errors import LedgerError
 from rankigi.ledger._record import (
@@ -32,7 +32,7 @@ from rankigi.ledger._results import AppendResult, VerifyResult
 from rankigi.ledger._schema import open_connection
 from rankigi.ledger._verify import verify_chain
 
-__all__ = ["Ledger"]
+__all__ = ["Ledger", "append_batch"]
 
 logger = logging.getLogger("rankigi.ledger")
 
@@ -57,6 +57,7 @@ _SELECT_AGENTS = (
 )
 
 _Head = Optional[tuple[int, str]]
+_T = TypeVar("_T")
 
 
 class Ledger:
@@ -235,6 +236,24 @@ class Ledger:
     def _write(
         self, connection: sqlite3.Connection, prepared: list[PreparedEvent]
     ) -> list[AppendResult]:
+        return self._transact(
+            connection, lambda conn: append_batch(conn, prepared, self._path)
+        )
+
+    def write(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``operation`` in one write transaction, committed if it returns.
+
+        Extensions such as handshakes use it to store their own rows and
+        chain events atomically; ``append_batch`` appends inside it.
+        """
+        with self._use() as connection:
+            return self._transact(connection, operation)
+
+    def _transact(
+        self,
+        connection: sqlite3.Connection,
+        operation: Callable[[sqlite3.Connection], _T],
+    ) -> _T:
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -244,14 +263,14 @@ class Ledger:
                 f"({self._busy_timeout:g} s)"
             ) from exc
         try:
-            results = _append_batch(connection, prepared, self._path)
+            result = operation(connection)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
             raise
-        return results
+        return result
 
     def _reset_after_fork(self) -> None:
         # Another parent thread may have held the lock at fork() time, and a
@@ -275,7 +294,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_ledgers_after_fork)
 
 
-def _append_batch(
+def append_batch(
     connection: sqlite3.Connection, prepared: list[PreparedEvent], path: Path
 ) -> list[AppendResult]:
     """Store a batch inside the caller's write transaction."""
