@@ -6,14 +6,22 @@ import logging
 
 from rankigi._client import Rankigi
 from rankigi._config import ClientOptions
+from rankigi._context import get_client, init
 from rankigi._exceptions import RankigiError
 from rankigi._version import __version__
+from rankigi.decorators import action, run, tool, use
 
 __all__ = [
     "ClientOptions",
     "Rankigi",
     "RankigiError",
     "__version__",
+    "action",
+    "get_client",
+    "init",
+    "run",
+    "tool",
+    "use",
 ]
 
 # Silent unless the application configures logging.

@@ -14,6 +14,7 @@ vouches for the other. The row and its event are written in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -306,7 +307,10 @@ def _first_problem(
     moment: str,
 ) -> Optional[str]:
     if handshake_hash(row) != row["handshake_hash"]:
-        return "the handshake record was altered: its fields no longer hash to handshake_hash"
+        return (
+            "the handshake record was altered: its fields no longer hash to "
+            "handshake_hash"
+        )
     status = _status(row, moment)
     if status != "accepted":
         return f"the handshake is {status}, not accepted"
@@ -382,10 +386,9 @@ def _load(connection: sqlite3.Connection, handshake_id: Any) -> dict[str, Any]:
             "initiate_handshake returned",
         )
     record = dict(zip(_COLUMNS, row))
-    try:
+    # An edited row may hold invalid JSON; verification reports the mismatch.
+    with contextlib.suppress(TypeError, ValueError):
         record["metadata"] = json.loads(record["metadata"])
-    except (TypeError, ValueError):
-        pass  # an edited row: verification reports the hash mismatch
     return record
 
 
@@ -396,10 +399,8 @@ def _stored_event(
     if row is None:
         return None
     record = dict(zip(FIELDS, row))
-    try:
+    with contextlib.suppress(TypeError, ValueError):
         record["payload"] = json.loads(record["payload"])
-    except (TypeError, ValueError):
-        pass
     return record
 
 
