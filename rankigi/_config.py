@@ -52,6 +52,7 @@ class ClientOptions(TypedDict, total=False):
     max_items: int
     max_string_length: int
     enabled: bool
+    spool_dir: str
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Config:
     max_items: int = 100
     max_string_length: int = 4_096
     enabled: bool = True
+    spool_dir: Optional[str] = None
 
     @classmethod
     def load(
@@ -297,6 +299,7 @@ _OPTIONS: dict[str, _Option] = {
         "RANKIGI_MAX_STRING_LENGTH", _parse_int, _int_range(16, 10_000_000)
     ),
     "enabled": _Option("RANKIGI_ENABLED", _parse_bool, _check_bool),
+    "spool_dir": _Option("RANKIGI_SPOOL_DIR", _parse_str, _check_path),
 }
 
 ENVIRONMENT_VARIABLES = {name: option.env for name, option in _OPTIONS.items()}

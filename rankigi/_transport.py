@@ -22,6 +22,7 @@ import threading
 import time
 import weakref
 from collections import Counter, deque
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from rankigi import _exceptions as codes
@@ -30,6 +31,7 @@ from rankigi._context import suppress_recording
 from rankigi._events import finish_event
 from rankigi._exceptions import RankigiError
 from rankigi._exporters import Exporter, ExportError
+from rankigi._spool import Spool
 
 __all__ = ["Transport", "shutdown_all"]
 
@@ -77,8 +79,14 @@ class Transport:
         self._max_queue = config.max_queue_size
         self._interval = config.flush_interval_ms / 1000
         self._log = _RateLimitedLog()
+        self._spool = Spool(config.spool_dir) if config.spool_dir else None
         self._reset()
         _live.add(self)
+        if self._spool is not None:
+            # Start now, so files that earlier processes left in the spool
+            # are sent even if this one never tracks anything.
+            with self._lock:
+                self._start_worker()
 
     def _reset(self) -> None:
         """Create the state a fresh process needs: lock, queue, counters."""
@@ -98,6 +106,13 @@ class Transport:
         self._thread: Optional[threading.Thread] = None
         self._stats: Counter[str] = Counter()
         self._drops: Counter[str] = Counter()
+        # With a spool, a second thread moves queued events to disk and
+        # hands them to the worker as segments; see _run_spooler.
+        self._segments: deque[_Segment] = deque()
+        self._segment_ready = threading.Condition(self._lock)
+        self._spooler: Optional[threading.Thread] = None
+        self._spooler_done = False
+        self._unsent: list[Event] = []
 
     # -- the caller's side --------------------------------------------------
 
@@ -165,33 +180,61 @@ class Transport:
             self._closed = True
             self._deadline = deadline
             self._flush_target = self._enqueued
-            self._wake.notify()
+            self._wake.notify_all()
+            self._segment_ready.notify_all()
         # Wakes a worker that sleeps between retries; it then retries at
         # once or drops, whichever the deadline allows.
         self._interrupt.set()
 
     def finish_close(self, deadline: float) -> bool:
         """Wait for the worker until ``deadline`` and account for leftovers."""
+        for thread in (self._spooler, self._thread):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()))
         if thread is None or not thread.is_alive():
             self._drain_here(deadline)
         with self._lock:
             leftovers = list(self._queue)
             self._queue.clear()
             self._taken += len(leftovers)
-        if leftovers:
+            segments = list(self._segments)
+            self._segments.clear()
+        if self._spool is not None:
+            self._park_leftovers(leftovers, segments)
+        elif leftovers:
             self._drop(
                 leftovers, codes.SHUTDOWN, "the client closed before they were sent"
             )
-            with self._lock:
-                self._done += len(leftovers)
-                self._progress.notify_all()
+        with self._lock:
+            self._done += len(leftovers) + sum(s.counted for s in segments)
+            self._progress.notify_all()
         alive = thread is not None and thread.is_alive()
         if not alive:
             self._exporter.close()
-        return not leftovers and not alive
+        return not leftovers and not segments and not alive
+
+    def _park_leftovers(self, leftovers: list[Event], segments: list[_Segment]) -> None:
+        """Leave what close() could not send in the spool for the next client."""
+        assert self._spool is not None
+        events = self._finish(leftovers)
+        for segment in segments:
+            if segment.path is None:
+                events.extend(segment.events)
+            else:
+                self._spool.park(segment.path, segment.events)
+        try:
+            self._spool.park(None, events)
+        except OSError as exc:
+            self._drop(events, codes.SHUTDOWN, f"writing the spool failed: {exc}")
+            return
+        count = len(events) + sum(len(s.events) for s in segments if s.path)
+        if count:
+            with self._lock:
+                self._stats["spooled"] += count
+            logger.info(
+                "kept %d unsent events in the spool at %s", count, self._spool.directory
+            )
 
     def stats(self) -> dict[str, Any]:
         """Return counts of enqueued, sent, retried and dropped events."""
@@ -204,6 +247,8 @@ class Transport:
                 "dropped": sum(drops.values()),
                 "dropped_by_reason": drops,
                 "queued": len(self._queue),
+                "spooled": self._stats["spooled"],
+                "replayed": self._stats["replayed"],
             }
 
     def after_fork_in_child(self) -> None:
@@ -216,22 +261,81 @@ class Transport:
     def _start_worker(self) -> None:
         # Called with the lock held. Python refuses new threads while the
         # interpreter shuts down; close() then sends from its own thread.
-        thread = threading.Thread(
-            target=self._run, name="rankigi-transport", daemon=True
-        )
-        try:
-            thread.start()
-        except RuntimeError:
-            return
-        self._thread = thread
+        # The spooler starts first: the worker reads self._spooler to choose
+        # between sending from the spooler's segments and from the queue.
+        if self._spool is not None:
+            self._spooler = _start_thread(self._run_spooler, "rankigi-spooler")
+        self._thread = _start_thread(self._run, "rankigi-transport")
 
     def _run(self) -> None:
         suppress_recording.set(True)
+        if self._spool is not None:
+            self._replay()
+        while True:
+            segment = self._next_segment()
+            if segment is None:
+                return
+            self._send_segment(segment)
+
+    def _next_segment(self) -> Optional[_Segment]:
+        """Wait for the next batch to send, or return None to stop."""
+        if self._spool is None or self._spooler is None:
+            batch = self._next_batch()
+            return None if batch is None else _Segment(None, batch, len(batch))
+        with self._lock:
+            while not self._segments:
+                if self._spooler_done:
+                    return None
+                self._segment_ready.wait()
+            return self._segments.popleft()
+
+    def _run_spooler(self) -> None:
+        """Move queued events to disk at least once per flush interval.
+
+        Running beside the worker, it keeps the bound on what a killed process
+        loses even while the worker waits on a slow request or a backoff.
+        """
+        assert self._spool is not None
         while True:
             batch = self._next_batch()
             if batch is None:
-                return
-            self._process(batch)
+                break
+            events = self._finish(batch)
+            path = None
+            if events:
+                try:
+                    path = self._spool.write(events)
+                except OSError as exc:
+                    self._log.warning(
+                        "spool:write",
+                        "writing the spool failed, sending from memory: %s",
+                        exc,
+                    )
+            with self._lock:
+                self._segments.append(_Segment(path, events, len(batch), True))
+                self._segment_ready.notify_all()
+        with self._lock:
+            self._spooler_done = True
+            self._segment_ready.notify_all()
+
+    def _replay(self) -> None:
+        """Queue the files that earlier processes left in the spool."""
+        assert self._spool is not None
+        try:
+            claimed = self._spool.claim()
+        except OSError as exc:
+            logger.warning(
+                "reading the spool at %s failed: %s", self._spool.directory, exc
+            )
+            return
+        count = sum(len(events) for _, events in claimed)
+        if not count:
+            return
+        logger.info("sending %d events left in the spool by earlier processes", count)
+        with self._lock:
+            self._stats["replayed"] += count
+        for path, events in claimed:
+            self._send_segment(_Segment(path, events, 0, True))
 
     def _next_batch(self) -> Optional[list[Event]]:
         """Wait for work; return a batch, or None once closing with nothing left."""
@@ -277,22 +381,50 @@ class Transport:
             suppress_recording.reset(token)
 
     def _process(self, batch: list[Event]) -> None:
+        self._send_segment(_Segment(None, batch, len(batch)))
+
+    def _send_segment(self, segment: _Segment) -> None:
         self._report_overflow()
+        events = segment.events if segment.finished else self._finish(segment.events)
+        self._unsent = []
+        try:
+            if events:
+                self._deliver(events)
+        except Exception as exc:  # a bug here must not kill the worker
+            logger.exception("rankigi transport failed unexpectedly")
+            self._drop(events, codes.NETWORK_ERROR, f"unexpected error: {exc!r}")
+        if self._spool is not None:
+            self._keep_unsent(segment.path)
+        with self._lock:
+            self._done += segment.counted
+            self._progress.notify_all()
+
+    def _keep_unsent(self, path: Optional[Path]) -> None:
+        assert self._spool is not None
+        unsent, self._unsent = self._unsent, []
+        try:
+            self._spool.park(path, unsent)
+        except OSError as exc:
+            self._drop(unsent, codes.NETWORK_ERROR, f"writing the spool failed: {exc}")
+            return
+        if unsent:
+            with self._lock:
+                self._stats["spooled"] += len(unsent)
+            self._log.warning(
+                "spool:park",
+                "kept %d undelivered events in the spool at %s for the next client",
+                len(unsent),
+                self._spool.directory,
+            )
+
+    def _finish(self, batch: list[Event]) -> list[Event]:
         ready = []
         for event in batch:
             try:
                 ready.append(finish_event(event, self._hash_only))
             except Exception as exc:
                 self._drop([event], codes.CAPTURE_FAILED, f"hashing failed: {exc}")
-        try:
-            if ready:
-                self._deliver(ready)
-        except Exception as exc:  # a bug here must not kill the worker
-            logger.exception("rankigi transport failed unexpectedly")
-            self._drop(ready, codes.NETWORK_ERROR, f"unexpected error: {exc!r}")
-        with self._lock:
-            self._done += len(batch)
-            self._progress.notify_all()
+        return ready
 
     def _deliver(self, events: list[Event], attempt: int = 0) -> None:
         try:
@@ -334,6 +466,9 @@ class Transport:
         then: Callable[[list[Event]], None],
     ) -> None:
         if not exc.retryable or attempt >= self._config.max_retries:
+            if exc.retryable and self._spool is not None:
+                self._unsent.extend(events)
+                return
             self._drop(events, exc.code, exc.message, exc.status_code)
             return
         delay = self._retry_delay(exc, attempt)
@@ -349,6 +484,9 @@ class Transport:
         with self._lock:
             self._stats["retried"] += 1
         if not self._sleep(delay):
+            if self._spool is not None:
+                self._unsent.extend(events)
+                return
             self._drop(
                 events, codes.SHUTDOWN, f"closed while waiting to retry: {exc.message}"
             )
@@ -445,6 +583,38 @@ class Transport:
                 event_count=1,
             )
         )
+
+
+class _Segment:
+    """A batch on its way out: its spool file (if any) and its accounting.
+
+    ``counted`` is how many queued events it completes for ``flush``; files
+    replayed from the spool count for nothing. ``finished`` says whether
+    ``finish_event`` already ran on its events.
+    """
+
+    __slots__ = ("counted", "events", "finished", "path")
+
+    def __init__(
+        self,
+        path: Optional[Path],
+        events: list[Event],
+        counted: int,
+        finished: bool = False,
+    ) -> None:
+        self.path = path
+        self.events = events
+        self.counted = counted
+        self.finished = finished
+
+
+def _start_thread(target: Callable[[], None], name: str) -> Optional[threading.Thread]:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:
+        return None
+    return thread
 
 
 def shutdown_all(timeout: float) -> None:
