@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from rankigi._async_client import AsyncRankigi
 from rankigi._client import Rankigi
 from rankigi._config import ClientOptions
 from rankigi._context import get_client, init
@@ -12,6 +13,7 @@ from rankigi._version import __version__
 from rankigi.decorators import action, run, tool, use
 
 __all__ = [
+    "AsyncRankigi",
     "ClientOptions",
     "Rankigi",
     "RankigiError",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contextvars import Token
 from collections.abc import Mapping
+from contextvars import Token
 from types import TracebackType
 from typing import Any, Optional
 
@@ -14,25 +14,14 @@ from rankigi._context import active_client, reset_var
 from rankigi._core import ClientCore, ErrorHandler
 from rankigi._exporters import Exporter
 
-__all__ = ["Rankigi"]
+__all__ = ["ClientBase", "Rankigi"]
 
 
-class Rankigi:
-    """Record what an agent does into a tamper-evident audit trail.
+class ClientBase:
+    """What both clients share: options, the core, tracking and activation.
 
-    With an API key, events go to the RANKIGI API at ``base_url``; without
-    one, into the embedded SQLite ledger at ``ledger_path``. Every option can
-    also come from a ``RANKIGI_*`` environment variable (see the README).
-    Tracking never raises: failures reach ``on_error`` as ``RankigiError``.
-
-    Args:
-        api_key: The RANKIGI API key (``RANKIGI_API_KEY``).
-        agent_id: The agent whose chain the events join (``RANKIGI_AGENT_ID``).
-        on_error: Called with a ``RankigiError`` whenever events are dropped.
-        **options: Transport, capture and destination options.
-
-    Raises:
-        ValueError: An option is missing or invalid; the message names it.
+    The public ``track_*`` methods live on the subclasses, because the async
+    client's are coroutines; both call the ``_track_*`` helpers here.
     """
 
     def __init__(
@@ -46,7 +35,7 @@ class Rankigi:
     ) -> None:
         config = Config.load(api_key=api_key, agent_id=agent_id, **options)
         self._core = ClientCore(config, on_error, _exporter)
-        self._context_tokens: list[Token[Optional[Rankigi]]] = []
+        self._context_tokens: list[Token[Optional[ClientBase]]] = []
 
     @property
     def agent_id(self) -> str:
@@ -67,6 +56,63 @@ class Rankigi:
     def on_error(self, callback: Optional[ErrorHandler]) -> None:
         self._core.on_error = callback
 
+    def stats(self) -> dict[str, Any]:
+        """Return counts: enqueued, sent, retried, dropped and dropped by reason."""
+        return self._core.transport.stats()
+
+    def _track_tool_call(
+        self, tool: str, input: Any, output: Any, severity: str
+    ) -> Optional[str]:
+        core = self._core
+        return core.record(core.factory.tool_call, tool, input, output, severity)
+
+    def _track_agent_output(
+        self, action: str, output: Any, severity: str
+    ) -> Optional[str]:
+        core = self._core
+        return core.record(core.factory.agent_output, action, output, severity)
+
+    def _track_error(self, tool: Any, error: Any, severity: str) -> Optional[str]:
+        if error is None and isinstance(tool, BaseException):
+            tool, error = None, tool
+        core = self._core
+        return core.record(core.factory.error, tool, error, severity)
+
+    def _track_custom_event(
+        self, action: str, tool: Optional[str], payload: Any, severity: str
+    ) -> Optional[str]:
+        core = self._core
+        return core.record(core.factory.custom, action, tool, payload, severity)
+
+    def _activate(self) -> None:
+        # A with-block also makes this the active client, so decorated
+        # functions called inside it record here; _deactivate restores the
+        # previous one.
+        self._context_tokens.append(active_client.set(self))
+
+    def _deactivate(self) -> None:
+        if self._context_tokens:
+            reset_var(active_client, self._context_tokens.pop())
+
+
+class Rankigi(ClientBase):
+    """Record what an agent does into a tamper-evident audit trail.
+
+    With an API key, events go to the RANKIGI API at ``base_url``; without
+    one, into the embedded SQLite ledger at ``ledger_path``. Every option can
+    also come from a ``RANKIGI_*`` environment variable (see the README).
+    Tracking never raises: failures reach ``on_error`` as ``RankigiError``.
+
+    Args:
+        api_key: The RANKIGI API key (``RANKIGI_API_KEY``).
+        agent_id: The agent whose chain the events join (``RANKIGI_AGENT_ID``).
+        on_error: Called with a ``RankigiError`` whenever events are dropped.
+        **options: Transport, capture and destination options.
+
+    Raises:
+        ValueError: An option is missing or invalid; the message names it.
+    """
+
     def track_tool_call(
         self,
         tool: str,
@@ -78,15 +124,13 @@ class Rankigi:
 
         Returns the event id, or None if the event was dropped.
         """
-        core = self._core
-        return core.record(core.factory.tool_call, tool, input, output, severity)
+        return self._track_tool_call(tool, input, output, severity)
 
     def track_agent_output(
         self, action: str, output: Any = None, severity: str = "info"
     ) -> Optional[str]:
         """Record an output the agent produced, such as a reply or a report."""
-        core = self._core
-        return core.record(core.factory.agent_output, action, output, severity)
+        return self._track_agent_output(action, output, severity)
 
     def track_error(
         self,
@@ -98,10 +142,7 @@ class Rankigi:
 
         ``track_error(exc)`` works too, as in the 1.0.0 client.
         """
-        if error is None and isinstance(tool, BaseException):
-            tool, error = None, tool
-        core = self._core
-        return core.record(core.factory.error, tool, error, severity)
+        return self._track_error(tool, error, severity)
 
     def track_custom_event(
         self,
@@ -111,8 +152,7 @@ class Rankigi:
         severity: str = "info",
     ) -> Optional[str]:
         """Record an event with your own action name and payload object."""
-        core = self._core
-        return core.record(core.factory.custom, action, tool, payload, severity)
+        return self._track_custom_event(action, tool, payload, severity)
 
     def flush(self, timeout: Optional[float] = 5.0) -> bool:
         """Wait until every event tracked so far is delivered or dropped.
@@ -168,14 +208,8 @@ class Rankigi:
         """
         return self._core.verify_handshake(handshake_id)
 
-    def stats(self) -> dict[str, Any]:
-        """Return counts: enqueued, sent, retried, dropped and dropped by reason."""
-        return self._core.transport.stats()
-
     def __enter__(self) -> Self:
-        # The block also makes this the active client, so decorated functions
-        # called inside it record here; __exit__ restores the previous one.
-        self._context_tokens.append(active_client.set(self))
+        self._activate()
         return self
 
     def __exit__(
@@ -184,8 +218,7 @@ class Rankigi:
         exc: Optional[BaseException],
         traceback: Optional[TracebackType],
     ) -> None:
-        if self._context_tokens:
-            reset_var(active_client, self._context_tokens.pop())
+        self._deactivate()
         self.close()
 
     def __repr__(self) -> str:

@@ -16,7 +16,7 @@ from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
-    from rankigi._client import Rankigi
+    from rankigi._client import ClientBase, Rankigi
 
 __all__ = [
     "Links",
@@ -46,7 +46,7 @@ suppress_recording: ContextVar[bool] = ContextVar(
     "rankigi_suppress_recording", default=False
 )
 
-active_client: ContextVar[Optional[Rankigi]] = ContextVar(
+active_client: ContextVar[Optional[ClientBase]] = ContextVar(
     "rankigi_active_client", default=None
 )
 
@@ -67,7 +67,7 @@ class _DefaultClient:
     __slots__ = ("client", "lock")
 
     def __init__(self) -> None:
-        self.client: Optional[Rankigi] = None
+        self.client: Optional[ClientBase] = None
         self.lock = threading.Lock()
 
 
@@ -79,7 +79,7 @@ def current_links() -> Links:
     return current_event_id.get(), current_run.get()
 
 
-def get_client(client: Optional[Rankigi] = None) -> Optional[Rankigi]:
+def get_client(client: Optional[ClientBase] = None) -> Optional[ClientBase]:
     """Return the client that would record here, or None.
 
     The order is ``client`` itself, then the client active in this context
@@ -94,7 +94,7 @@ def get_client(client: Optional[Rankigi] = None) -> Optional[Rankigi]:
     return default_client.client
 
 
-def set_default_client(client: Optional[Rankigi]) -> Optional[Rankigi]:
+def set_default_client(client: Optional[ClientBase]) -> Optional[ClientBase]:
     """Make ``client`` the process default and return the previous default.
 
     The previous default is neither flushed nor closed; the caller decides.
@@ -124,7 +124,8 @@ def init(
     client = Rankigi(api_key, agent_id, **options)
     previous = set_default_client(client)
     if previous is not None and previous is not client:
-        previous.close()
+        # Through the core, which closes synchronously for either client.
+        previous._core.close(5.0)
     return client
 
 
