@@ -41,11 +41,20 @@ def uuid7() -> str:
     )
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def format_timestamp(ns: int) -> str:
     """Format nanoseconds since the epoch as RFC 3339 UTC with milliseconds."""
+    global _second_cache
     seconds, rest = divmod(ns, 1_000_000_000)
-    moment = time.gmtime(seconds)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", moment) + f".{rest // 1_000_000:03d}Z"
+    cached_second, prefix = _second_cache
+    if seconds != cached_second:
+        # Events arrive many per second, so the date part is formatted once
+        # per second; the tuple swap keeps threads from seeing half an update.
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second_cache = (seconds, prefix)
+    return f"{prefix}.{rest // 1_000_000:03d}Z"
 
 
 def parse_timestamp(text: str) -> str | None:
