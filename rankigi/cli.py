@@ -1,4 +1,4 @@
-"""The ``rankigi`` command: list, verify and export the events of a local ledger.
+"""The ``rankigi`` command: list, verify, export and serve a local ledger.
 
 Exit status: 0 on success, 1 when ``verify`` finds a broken chain, and 2 for a
 usage error or a ledger that is missing or cannot be read. This module imports
@@ -183,13 +183,24 @@ def _add_export(
     parser.set_defaults(handler=_run_export)
 
 
-# The subcommands, in help order. A later ``serve`` subcommand (the local HTTP
-# server) registers its builder here. That builder must import the server's web
-# stack inside its handler, so that the other subcommands stay fast to start.
+def _add_serve(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    # Imported here because rankigi.server._cli imports this module. It
+    # imports the web stack only when `serve` runs, so that the other
+    # subcommands stay fast to start and work without the server extra.
+    from rankigi.server._cli import add_serve
+
+    add_serve(subparsers, common)
+
+
+# The subcommands, in help order.
 SUBCOMMANDS: dict[str, SubcommandBuilder] = {
     "events": _add_events,
     "verify": _add_verify,
     "export": _add_export,
+    "serve": _add_serve,
 }
 
 

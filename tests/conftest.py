@@ -7,6 +7,7 @@ from typing import Any, Callable
 import pytest
 
 from rankigi import Rankigi, RankigiError
+from tests.server_fixture import *  # noqa: F403 (the live server fixtures)
 from tests.stub_server import StubServer
 
 

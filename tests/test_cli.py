@@ -343,7 +343,7 @@ def test_export_unicode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 # -- errors and defaults -----------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["events", "verify", "export"])
+@pytest.mark.parametrize("command", ["events", "verify", "export", "serve"])
 def test_missing_ledger(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
@@ -447,7 +447,7 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
 def test_subcommand_registry(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert list(cli.SUBCOMMANDS) == ["events", "verify", "export"]
+    assert list(cli.SUBCOMMANDS) == ["events", "verify", "export", "serve"]
 
     def add_hello(
         subparsers: argparse._SubParsersAction[argparse.ArgumentParser],

@@ -1,4 +1,9 @@
-"""The buffered HTTP transport against a real server on loopback."""
+"""The buffered HTTP transport against the real local server on loopback.
+
+Every test sends to ``rankigi serve``'s app over a real ledger. Faults that
+the real server cannot be made to produce on cue (5xx, a 429 with a given
+``Retry-After``, a 400, a slow response) are scripted in front of it.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +19,26 @@ from typing import Any, Callable, Optional
 import pytest
 
 from rankigi import Rankigi
-from tests.stub_server import Reply, Request, StubServer
+from tests.server_fixture import OTHER_API_KEY, LiveServer
+from tests.stub_server import Reply, Request
 
 Make = Callable[..., Rankigi]
 
 
-def ingest_sizes(stub: StubServer) -> list[int]:
+@pytest.fixture
+def make_client(make_server_client: Make) -> Make:
+    """Clients of these tests send to the live server, not the stub."""
+    return make_server_client
+
+
+@pytest.fixture
+def server(live_server: LiveServer) -> LiveServer:
+    return live_server
+
+
+def ingest_sizes(server: LiveServer) -> list[int]:
     sizes = []
-    for request in stub.ingest_requests():
+    for request in server.ingest_requests():
         body = request.body
         sizes.append(len(body["events"]) if "events" in body else 1)
     return sizes
@@ -44,48 +61,72 @@ def fail_times(count: int, reply: Reply) -> Callable[[Request], Optional[Reply]]
     return script
 
 
-def test_batch_sent_when_size_reached(make_client: Make, stub: StubServer) -> None:
+def delay_ingest(seconds: float) -> Callable[[Request], Optional[Reply]]:
+    """Hold every ingest request for ``seconds``, then pass it to the server."""
+
+    def script(request: Request) -> Optional[Reply]:
+        if request.path == "/api/ingest":
+            time.sleep(seconds)
+        return None
+
+    return script
+
+
+def test_batch_sent_when_size_reached(make_client: Make, server: LiveServer) -> None:
     client = make_client(batch_size=10, flush_interval_ms=60_000)
     for i in range(25):
         client.track_tool_call("search", {"q": i}, {"hits": i})
 
-    assert stub.wait_for(lambda: len(stub.events) == 20)
+    assert server.wait_for(lambda: len(server.stored()) == 20)
     time.sleep(0.2)
-    assert ingest_sizes(stub) == [10, 10]
+    assert ingest_sizes(server) == [10, 10]
     assert client.flush(5)
-    assert ingest_sizes(stub) == [10, 10, 5]
+    assert ingest_sizes(server) == [10, 10, 5]
+    assert len(server.stored()) == 25
 
 
-def test_batch_sent_when_interval_passes(make_client: Make, stub: StubServer) -> None:
+def test_batch_sent_when_interval_passes(make_client: Make, server: LiveServer) -> None:
     client = make_client(batch_size=100, flush_interval_ms=200)
     for i in range(3):
         client.track_tool_call("search", {"q": i}, None)
 
-    assert stub.wait_for(lambda: len(stub.events) == 3, timeout=5)
-    assert ingest_sizes(stub) == [3]
+    assert server.wait_for(lambda: len(server.stored()) == 3, timeout=5)
+    assert ingest_sizes(server) == [3]
 
 
 def test_single_events_without_batch_capability(
-    make_client: Make, stub: StubServer
+    make_client: Make, server: LiveServer
 ) -> None:
-    stub.capabilities = []
+    def no_batches(request: Request) -> Optional[Reply]:
+        if request.path == "/api/health":
+            return Reply(200, {"ok": True, "version": "1.0.0", "capabilities": []})
+        return None
+
+    server.script = no_batches
     client = make_client()
     for i in range(4):
         client.track_custom_event("step", None, {"i": i})
 
     assert client.flush(5)
-    bodies = [r.body for r in stub.ingest_requests()]
+    bodies = [r.body for r in server.ingest_requests()]
     assert len(bodies) == 4
     assert all("events" not in body for body in bodies)
     assert [body["payload"]["i"] for body in bodies] == [0, 1, 2, 3]
+    records = list(server.stored("agent-1").values())
+    assert [record["payload"]["i"] for record in records] == [0, 1, 2, 3]
+    assert [record["chain_index"] for record in records] == [0, 1, 2, 3]
 
 
-def test_events_carry_wire_fields(make_client: Make, stub: StubServer) -> None:
+def test_events_carry_wire_fields(make_client: Make, server: LiveServer) -> None:
     client = make_client()
     event_id = client.track_tool_call("stripe_refund", {"charge": "ch_1"}, {"ok": 1})
+    assert event_id is not None
     assert client.flush(5)
 
-    event = stub.events[event_id]
+    request = server.ingest_requests()[0]
+    assert request.headers["Authorization"] == f"Bearer {server.api_key}"
+    (event,) = request.body["events"]
+    assert event["event_id"] == event_id
     assert event["agent_id"] == "agent-1"
     assert event["action"] == "tool_call"
     assert event["tool"] == "stripe_refund"
@@ -94,181 +135,226 @@ def test_events_carry_wire_fields(make_client: Make, stub: StubServer) -> None:
     assert event["payload"]["input"] == {"charge": "ch_1"}
     assert len(event["payload"]["input_hash"]) == 64
     assert event["payload"]["_sdk"].startswith("rankigi-python/")
-    request = stub.ingest_requests()[0]
-    assert request.headers["Authorization"] == "Bearer rk_test_key"
+
+    record = server.stored()[event_id]
+    assert record["agent_id"] == "agent-1"
+    assert record["action_type"] == "tool_call"
+    assert record["tool_invoked"] == "stripe_refund"
+    assert record["timestamp"] == event["occurred_at"]
+    # The server hashes the input itself; the SDK's hash must agree with it.
+    assert record["input_hash"] == event["payload"]["input_hash"]
+    assert record["output_hash"] == event["payload"]["output_hash"]
 
 
-def test_retry_after_seconds_is_honoured(make_client: Make, stub: StubServer) -> None:
-    stub.script = fail_times(1, Reply(429, None, {"Retry-After": "1"}))
+def test_retry_after_seconds_is_honoured(make_client: Make, server: LiveServer) -> None:
+    server.script = fail_times(1, Reply(429, None, {"Retry-After": "1"}))
     client = make_client()
     client.track_tool_call("search", 1, 2)
 
     assert client.flush(10)
-    first, second = stub.ingest_requests()
+    first, second = server.ingest_requests()
     assert second.at - first.at >= 0.9
-    assert len(stub.events) == 1
+    assert len(server.stored()) == 1
     assert client.stats()["retried"] == 1
 
 
-def test_retry_after_http_date_is_honoured(make_client: Make, stub: StubServer) -> None:
+def test_retry_after_http_date_is_honoured(
+    make_client: Make, server: LiveServer
+) -> None:
     when = email.utils.formatdate(time.time() + 2, usegmt=True)
-    stub.script = fail_times(1, Reply(429, None, {"Retry-After": when}))
+    server.script = fail_times(1, Reply(429, None, {"Retry-After": when}))
     client = make_client()
     client.track_tool_call("search", 1, 2)
 
     assert client.flush(10)
-    first, second = stub.ingest_requests()
+    first, second = server.ingest_requests()
     # An HTTP date has whole seconds, so the wait is at least one second.
     assert second.at - first.at >= 0.9
 
 
-def test_retry_after_is_capped(make_client: Make, stub: StubServer) -> None:
-    stub.script = fail_times(1, Reply(429, None, {"Retry-After": "3600"}))
+def test_retry_after_is_capped(make_client: Make, server: LiveServer) -> None:
+    server.script = fail_times(1, Reply(429, None, {"Retry-After": "3600"}))
     client = make_client(retry_after_max_ms=100)
     client.track_tool_call("search", 1, 2)
 
     assert client.flush(5)
-    assert len(stub.events) == 1
+    assert len(server.stored()) == 1
+
+
+def test_real_rate_limit_is_retried(
+    make_client: Make, start_server: Callable[..., LiveServer], errors: Any
+) -> None:
+    limited = start_server(rate_limit=1.0, rate_burst=1)
+    client = make_client(base_url=limited.url, batch_size=1)
+    ids = [client.track_tool_call("t", i, i) for i in range(2)]
+
+    assert client.flush(10)
+    assert set(limited.stored()) == set(ids)
+    statuses = [e.status for e in limited.ingest_exchanges()]
+    assert statuses.count(429) >= 1
+    assert errors == []
 
 
 @pytest.mark.parametrize("status", [400, 401, 403])
 def test_client_errors_are_not_retried(
-    make_client: Make, stub: StubServer, errors: Any, status: int
+    make_client: Make, server: LiveServer, errors: Any, status: int
 ) -> None:
-    stub.script = fail_times(100, Reply(status, {"ok": False}))
-    client = make_client(batch_size=1)
+    options = {}
+    if status == 400:
+        server.script = fail_times(100, Reply(status, {"ok": False}))
+    elif status == 401:
+        options["api_key"] = "rk_unknown_key"
+    else:
+        # Another key writes agent-1 first, so it owns that agent.
+        event = {"agent_id": "agent-1", "action": "setup", "payload": {}}
+        assert server.post("/api/ingest", event, OTHER_API_KEY).status_code == 200
+        server.clear()
+    client = make_client(batch_size=1, **options)
     client.track_tool_call("search", 1, 2)
 
     assert client.flush(5)
-    assert len(stub.ingest_requests()) == 1
+    assert [e.status for e in server.ingest_exchanges()] == [status]
     expected = "INVALID_REQUEST" if status == 400 else "AUTH_FAILED"
     assert errors.codes() == [expected]
     assert errors[0].status_code == status
     assert client.stats()["dropped_by_reason"] == {expected: 1}
+    assert [r["action_type"] for r in server.stored().values()] == (
+        ["setup"] if status == 403 else []
+    )
 
 
 def test_auth_failure_error_hides_key(
-    make_client: Make, stub: StubServer, errors: Any
+    make_client: Make, server: LiveServer, errors: Any
 ) -> None:
-    stub.script = fail_times(100, Reply(401, {"ok": False}))
     client = make_client(api_key="rk_secret_value")
     client.track_tool_call("search", 1, 2)
     assert client.flush(5)
 
+    assert errors.codes() == ["AUTH_FAILED"]
+    assert errors[0].status_code == 401
     assert "rk_secret_value" not in repr(errors[0])
     assert "rk_secret_value" not in repr(client)
+    assert server.stored() == {}
 
 
-def test_payload_too_large_splits_batch(make_client: Make, stub: StubServer) -> None:
-    def too_large(request: Request) -> Optional[Reply]:
-        body = request.body
-        if request.path == "/api/ingest" and len(body.get("events", [body])) > 3:
-            return Reply(413, {"ok": False})
-        return None
-
-    stub.script = too_large
-    client = make_client(batch_size=10, flush_interval_ms=60_000)
+def test_payload_too_large_splits_batch(
+    make_client: Make, start_server: Callable[..., LiveServer]
+) -> None:
+    small = start_server(max_batch_events=3)
+    client = make_client(base_url=small.url, batch_size=10, flush_interval_ms=60_000)
     ids = [client.track_tool_call("search", i, i) for i in range(10)]
 
     assert client.flush(5)
-    assert set(stub.events) == set(ids)
-    assert stub.duplicates == 0
-    assert max(s for s in ingest_sizes(stub) if s <= 3) <= 3
+    assert list(small.stored()) == ids
+    assert small.duplicates() == 0
+    exchanges = small.ingest_exchanges()
+    assert exchanges[0].status == 413
+    accepted = [len(e.request.body["events"]) for e in exchanges if e.status == 200]
+    assert sum(accepted) == 10
+    assert max(accepted) <= 3
 
 
 def test_single_event_too_large_is_dropped(
-    make_client: Make, stub: StubServer, errors: Any
+    make_client: Make, start_server: Callable[..., LiveServer], errors: Any
 ) -> None:
-    def too_large(request: Request) -> Optional[Reply]:
-        if request.path == "/api/ingest" and "x" * 3500 in str(request.body):
-            return Reply(413, {"ok": False})
-        return None
-
-    stub.script = too_large
-    client = make_client(batch_size=10, flush_interval_ms=60_000)
+    small = start_server(max_body_bytes=3500)
+    client = make_client(base_url=small.url, batch_size=10, flush_interval_ms=60_000)
     kept = [client.track_tool_call("t", i, i) for i in range(5)]
     client.track_tool_call("t", "x" * 4000, None)
 
     assert client.flush(5)
-    assert set(stub.events) == set(kept)
+    assert list(small.stored()) == kept
     assert errors.codes() == ["PAYLOAD_TOO_LARGE"]
+    assert 413 in [e.status for e in small.ingest_exchanges()]
 
 
 def test_outage_within_retry_budget_loses_nothing(
-    make_client: Make, stub: StubServer, errors: Any
+    make_client: Make, server: LiveServer, errors: Any
 ) -> None:
-    stub.script = fail_times(2, Reply(503, None))
+    server.script = fail_times(2, Reply(503, None))
     client = make_client(batch_size=5, max_retries=3)
     ids = [client.track_tool_call("t", i, i) for i in range(12)]
 
     assert client.flush(10)
-    assert set(stub.events) == set(ids)
-    assert stub.duplicates == 0
+    assert list(server.stored()) == ids
+    assert server.duplicates() == 0
     assert errors == []
     stats = client.stats()
     assert stats["sent"] == 12
     assert stats["retried"] == 2
 
 
-def test_connection_refused_then_recovery(errors: Any) -> None:
-    server = StubServer().start()
-    url = server.url
+def test_lost_response_retried_without_duplicate(
+    make_client: Make, server: LiveServer, errors: Any
+) -> None:
+    # The server stores the batch, but its response never reaches the client,
+    # which sends the batch again. The ledger must keep one copy.
+    lost = threading.Event()
+
+    def lose_first_response(request: Request) -> Optional[Reply]:
+        if request.path != "/api/ingest" or lost.is_set():
+            return None
+        lost.set()
+        # This copy passes the script, because ``lost`` is set by now.
+        response = server.post("/api/ingest", request.body)
+        assert response.status_code == 200
+        return Reply(503, None)
+
+    server.script = lose_first_response
+    client = make_client(batch_size=5, max_retries=3)
+    ids = [client.track_tool_call("t", i, i) for i in range(5)]
+
+    assert client.flush(10)
+    assert list(server.stored()) == ids
+    assert server.duplicates() == 5
+    assert errors == []
+
+
+def test_connection_refused_then_recovery(
+    start_server: Callable[..., LiveServer], errors: Any
+) -> None:
+    server = start_server()
+    url, port, ledger_path = server.url, server.port, server.ledger_path
     server.stop()
     client = Rankigi(
-        api_key="k",
+        api_key=server.api_key,
         agent_id="a",
         base_url=url,
         on_error=errors.append,
         retry_backoff_ms=300,
         max_retries=5,
     )
-    client.track_tool_call("t", 1, 1)
+    event_id = client.track_tool_call("t", 1, 1)
     time.sleep(0.5)
-    # Start a fresh server on the same port; the retry then succeeds.
-    port = int(url.rsplit(":", 1)[1])
-    revived = _server_on_port(port)
+    # Start a fresh server on the same port and ledger; the retry succeeds.
+    revived = start_server(port=port, ledger_path=ledger_path)
     try:
         assert client.flush(15)
-        assert len(revived.events) == 1
+        assert list(revived.stored()) == [event_id]
         assert errors == []
     finally:
         client.close(1)
-        revived.stop()
-
-
-def _server_on_port(port: int) -> StubServer:
-    import http.server
-
-    original = http.server.ThreadingHTTPServer.__init__
-
-    def bind_port(self: Any, address: Any, handler: Any, *args: Any) -> None:
-        original(self, ("127.0.0.1", port), handler, *args)
-
-    http.server.ThreadingHTTPServer.__init__ = bind_port  # type: ignore[method-assign]
-    try:
-        return StubServer().start()
-    finally:
-        http.server.ThreadingHTTPServer.__init__ = original  # type: ignore[method-assign]
 
 
 def test_outage_beyond_budget_reports_drops(
-    make_client: Make, stub: StubServer, errors: Any
+    make_client: Make, server: LiveServer, errors: Any
 ) -> None:
-    stub.script = fail_times(1000, Reply(500, None))
+    server.script = fail_times(1000, Reply(500, None))
     client = make_client(batch_size=5, max_retries=2)
     for i in range(7):
         client.track_tool_call("t", i, i)
 
     assert client.flush(10)
-    assert len(stub.ingest_requests()) == 6  # two batches, three tries each
+    assert len(server.ingest_requests()) == 6  # two batches, three tries each
     assert client.stats()["dropped_by_reason"] == {"SERVER_ERROR": 7}
     assert sum(e.event_count for e in errors) == 7
+    assert server.stored() == {}
 
 
 def test_memory_bounded_while_server_down(
-    make_client: Make, stub: StubServer, errors: Any
+    make_client: Make, server: LiveServer, errors: Any
 ) -> None:
-    stub.script = fail_times(10**9, Reply(503, None))
+    server.script = fail_times(10**9, Reply(503, None))
     client = make_client(
         batch_size=10, max_queue_size=50, retry_backoff_ms=300, max_retries=1
     )
@@ -285,46 +371,41 @@ def test_memory_bounded_while_server_down(
         return sum(e.event_count for e in list(errors) if e.code == "BUFFER_FULL")
 
     # The worker reports overflow between sends, so the report can lag.
-    assert stub.wait_for(lambda: reported() == full, timeout=15)
+    assert server.wait_for(lambda: reported() == full, timeout=15)
 
 
-def test_flush_waits_for_in_flight_send(make_client: Make, stub: StubServer) -> None:
-    answered = threading.Event()
-
-    def slow(request: Request) -> Optional[Reply]:
-        if request.path == "/api/ingest":
-            time.sleep(0.5)
-            answered.set()
-        return None
-
-    stub.script = slow
+def test_flush_waits_for_in_flight_send(make_client: Make, server: LiveServer) -> None:
+    server.script = delay_ingest(0.5)
     client = make_client(batch_size=1)
-    client.track_tool_call("t", 1, 1)
-    assert stub.wait_for(lambda: len(stub.ingest_requests()) == 1)
+    event_id = client.track_tool_call("t", 1, 1)
+    assert server.wait_for(lambda: len(server.ingest_requests()) == 1)
 
     assert client.flush(5)
-    assert answered.is_set()
+    assert list(server.stored()) == [event_id]
     assert client.stats()["sent"] == 1
 
 
-def test_flush_times_out_and_reports_false(make_client: Make, stub: StubServer) -> None:
-    stub.script = lambda r: Reply(200, {}, delay=2) if r.path == "/api/ingest" else None
+def test_flush_times_out_and_reports_false(
+    make_client: Make, server: LiveServer
+) -> None:
+    server.script = delay_ingest(2)
     client = make_client()
     client.track_tool_call("t", 1, 1)
 
     assert client.flush(0.2) is False
     assert client.flush(10) is True
+    assert len(server.stored()) == 1
 
 
 def test_close_during_backoff_returns_promptly(
-    make_client: Make, stub: StubServer, errors: Any
+    make_client: Make, server: LiveServer, errors: Any
 ) -> None:
-    stub.script = fail_times(10**9, Reply(503, None))
+    server.script = fail_times(10**9, Reply(503, None))
     client = make_client(retry_backoff_ms=20_000, retry_backoff_max_ms=20_000)
     client.track_tool_call("t", 1, 1)
     client.track_tool_call("t", 2, 2)
     client.flush(0.01)
-    assert stub.wait_for(lambda: len(stub.ingest_requests()) >= 1)
+    assert server.wait_for(lambda: len(server.ingest_requests()) >= 1)
 
     started = time.monotonic()
     client.close(timeout=1)
@@ -336,16 +417,16 @@ def test_close_during_backoff_returns_promptly(
     assert client.stats()["dropped"] == 2
 
 
-def test_close_is_idempotent(make_client: Make, stub: StubServer) -> None:
+def test_close_is_idempotent(make_client: Make, server: LiveServer) -> None:
     client = make_client()
     client.track_tool_call("t", 1, 1)
     assert client.close(5) is True
     assert client.close(5) is True
-    assert len(stub.events) == 1
+    assert len(server.stored()) == 1
 
 
 def test_tracking_after_close_is_dropped(
-    make_client: Make, stub: StubServer, errors: Any
+    make_client: Make, server: LiveServer, errors: Any
 ) -> None:
     client = make_client()
     client.close()
@@ -354,23 +435,24 @@ def test_tracking_after_close_is_dropped(
     assert client.track_error("t", ValueError("x")) is None
     assert errors.codes() == ["CLIENT_CLOSED", "CLIENT_CLOSED"]
     assert client.stats()["dropped_by_reason"] == {"CLIENT_CLOSED": 2}
+    assert server.stored() == {}
 
 
-def test_context_manager_closes(stub: StubServer) -> None:
-    with Rankigi(api_key="k", agent_id="a", base_url=stub.url) as client:
+def test_context_manager_closes(server: LiveServer) -> None:
+    with Rankigi(api_key=server.api_key, agent_id="a", base_url=server.url) as client:
         client.track_agent_output("reply", "hello")
-    assert len(stub.events) == 1
+    assert len(server.stored()) == 1
     assert client.track_agent_output("reply", "late") is None
 
 
-def test_raising_on_error_is_contained(make_client: Make, stub: StubServer) -> None:
+def test_raising_on_error_is_contained(make_client: Make, server: LiveServer) -> None:
     calls = []
 
     def broken(error: Any) -> None:
         calls.append(error)
         raise RuntimeError("callback bug")
 
-    stub.script = fail_times(1, Reply(401, None))
+    server.script = fail_times(1, Reply(401, None))
     client = make_client(batch_size=1)
     client.on_error = broken
     client.track_tool_call("t", 1, 1)
@@ -379,11 +461,11 @@ def test_raising_on_error_is_contained(make_client: Make, stub: StubServer) -> N
 
     assert client.flush(5)
     assert len(calls) == 1
-    assert second in stub.events
+    assert list(server.stored()) == [second]
 
 
 def test_unserializable_value_never_reaches_caller(
-    make_client: Make, stub: StubServer
+    make_client: Make, server: LiveServer
 ) -> None:
     class Hostile:
         def __getattribute__(self, name: str) -> Any:
@@ -397,12 +479,11 @@ def test_unserializable_value_never_reaches_caller(
     after = client.track_tool_call("t", 1, 1)
 
     assert client.flush(5)
-    assert event_id in stub.events
-    assert after in stub.events
+    assert list(server.stored()) == [event_id, after]
 
 
 def test_failure_while_finishing_event_keeps_worker(
-    make_client: Make, stub: StubServer, errors: Any, monkeypatch: Any
+    make_client: Make, server: LiveServer, errors: Any, monkeypatch: Any
 ) -> None:
     import rankigi._transport as transport
 
@@ -419,14 +500,17 @@ def test_failure_while_finishing_event_keeps_worker(
     good = client.track_tool_call("t", "fine", None)
 
     assert client.flush(5)
-    assert list(stub.events) == [good]
+    assert list(server.stored()) == [good]
     assert errors.codes() == ["CAPTURE_FAILED"]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_fork_child_sends_only_its_own_events(stub: StubServer) -> None:
+def test_fork_child_sends_only_its_own_events(server: LiveServer) -> None:
     client = Rankigi(
-        api_key="k", agent_id="a", base_url=stub.url, flush_interval_ms=60_000
+        api_key=server.api_key,
+        agent_id="a",
+        base_url=server.url,
+        flush_interval_ms=60_000,
     )
     parent_ids = [client.track_tool_call("parent", i, i) for i in range(5)]
 
@@ -449,9 +533,10 @@ def test_fork_child_sends_only_its_own_events(stub: StubServer) -> None:
     assert status == 0
 
     assert client.close(5)
-    assert set(stub.events) == set(parent_ids) | set(child_ids)
-    assert stub.duplicates == 0
-    tools = sorted(e["tool"] for e in stub.events.values())
+    stored = server.stored()
+    assert set(stored) == set(parent_ids) | set(child_ids)
+    assert server.duplicates() == 0
+    tools = sorted(record["tool_invoked"] for record in stored.values())
     assert tools == ["child"] * 3 + ["parent"] * 5
 
 
@@ -466,28 +551,28 @@ def _run_script(source: str, timeout: float = 30) -> subprocess.CompletedProcess
     )
 
 
-def test_exit_flushes_unclosed_client(stub: StubServer) -> None:
+def test_exit_flushes_unclosed_client(server: LiveServer) -> None:
     result = _run_script(
         f"""
         from rankigi import Rankigi
-        client = Rankigi(api_key="k", agent_id="a", base_url={stub.url!r},
-                         flush_interval_ms=60_000)
+        client = Rankigi(api_key={server.api_key!r}, agent_id="a",
+                         base_url={server.url!r}, flush_interval_ms=60_000)
         for i in range(7):
             client.track_tool_call("t", i, i)
         """
     )
     assert result.returncode == 0, result.stderr
-    assert len(stub.events) == 7
+    assert len(server.stored()) == 7
 
 
-def test_exit_never_hangs_on_dead_server(stub: StubServer) -> None:
-    stub.script = lambda request: Reply(200, {}, delay=30)
+def test_exit_never_hangs_on_dead_server(server: LiveServer) -> None:
+    server.script = lambda request: Reply(200, {}, delay=30)
     started = time.monotonic()
     result = _run_script(
         f"""
         from rankigi import Rankigi
-        client = Rankigi(api_key="k", agent_id="a", base_url={stub.url!r},
-                         shutdown_timeout_ms=500)
+        client = Rankigi(api_key={server.api_key!r}, agent_id="a",
+                         base_url={server.url!r}, shutdown_timeout_ms=500)
         client.track_tool_call("t", 1, 1)
         """
     )

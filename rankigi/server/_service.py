@@ -1,0 +1,108 @@
+"""The ledger behind the server: ingest with ownership, and the read calls.
+
+All methods block on SQLite, so the app calls them from worker threads.
+Writes go through one ``Ledger``, and each request's ownership claims and
+events are stored in one transaction. Reads use a second connection, which
+SQLite's WAL mode lets run while a write is in progress.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+from rankigi.ledger import AppendResult, Ledger, VerifyResult
+
+# NOTE: prepare_events and append_batch are the ledger's own steps of
+# Ledger.append. The server runs them itself, inside Ledger.write, so that the
+# ownership claim commits or rolls back together with the events.
+from rankigi.ledger._record import prepare_events, resolve_received_at
+from rankigi.ledger._store import append_batch
+from rankigi.server._owners import (
+    OwnedByAnotherKey,
+    OwnerLookup,
+    claim_agents,
+    create_table,
+)
+
+__all__ = ["LedgerService"]
+
+
+class LedgerService:
+    """Store events for API keys and read back the agents each key owns.
+
+    Raises:
+        LedgerError: the ledger cannot be created or opened.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._writer = Ledger(path, create=True)
+        self._writer.write(create_table)
+        self._reader = Ledger(path, create=False)
+        self._owners = OwnerLookup(self._writer.path)
+
+    @property
+    def path(self) -> Path:
+        """Absolute path of the ledger file."""
+        return self._writer.path
+
+    def ingest(self, key: str, events: Sequence[Any]) -> list[AppendResult]:
+        """Append ``events`` for ``key``, all or none.
+
+        ``key`` becomes the owner of each new agent in the batch.
+
+        Raises:
+            InvalidEventError: an event is invalid.
+            OwnedByAnotherKey: an event names an agent that another key owns.
+            LedgerError: the write failed.
+        """
+        prepared = prepare_events(events, resolve_received_at(None))
+        if not prepared:
+            return []
+        agent_ids = list(dict.fromkeys(event.agent_id for event in prepared))
+        for agent_id in agent_ids:
+            owner = self._owners.cached(agent_id)
+            if owner is not None and owner != key:
+                raise OwnedByAnotherKey(agent_id)
+        unknown = [a for a in agent_ids if self._owners.cached(a) is None]
+
+        def store(connection: sqlite3.Connection) -> list[AppendResult]:
+            claim_agents(connection, unknown, key)
+            return append_batch(connection, prepared, self.path)
+
+        results = self._writer.write(store)
+        # Committed: every agent in the batch is now owned by ``key``.
+        self._owners.remember(unknown, key)
+        return results
+
+    def owns(self, key: str, agent_id: str) -> bool:
+        """Return whether ``key`` owns ``agent_id``."""
+        return self._owners.owner(agent_id) == key
+
+    def events(
+        self, agent_id: str, after: Optional[int], limit: int
+    ) -> tuple[list[dict[str, Any]], Optional[int]]:
+        """Return up to ``limit`` records after chain index ``after``.
+
+        The second value is the chain index to pass as ``after`` for the next
+        page, or None when no record follows.
+        """
+        # Fetching one record more than requested shows whether another page exists.
+        records = self._reader.events(agent_id, after=after, limit=limit + 1)
+        if len(records) <= limit:
+            return records, None
+        records = records[:limit]
+        last_index = records[-1]["chain_index"]
+        return records, last_index if type(last_index) is int else None
+
+    def verify(self, agent_id: str) -> VerifyResult:
+        """Verify the chain of ``agent_id``."""
+        return self._reader.verify(agent_id)
+
+    def close(self) -> None:
+        """Close the ledger; ``Ledger.close`` waits for a write in progress."""
+        self._writer.close()
+        self._reader.close()
+        self._owners.close()
