@@ -11,6 +11,7 @@ from rankigi._context import get_client, init
 from rankigi._exceptions import RankigiError
 from rankigi._version import __version__
 from rankigi.decorators import action, run, tool, use
+from rankigi.instrument import instrument, uninstrument
 
 __all__ = [
     "AsyncRankigi",
@@ -21,8 +22,10 @@ __all__ = [
     "action",
     "get_client",
     "init",
+    "instrument",
     "run",
     "tool",
+    "uninstrument",
     "use",
 ]
 
