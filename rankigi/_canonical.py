@@ -26,18 +26,19 @@ _dumps = json.JSONEncoder(
 ).encode
 _encode_string = json.encoder.encode_basestring
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-if _c_make_encoder is not None:
-    # The C encoder itself, without JSONEncoder.encode's Python layers; the
-    # arguments are JSONEncoder's for the settings above.
-    _c_iterencode = _c_make_encoder(
-        None, None, _encode_string, None, ":", ",", True, False, False
-    )
+# The C encoder itself, without JSONEncoder.encode's Python layers; the
+# arguments are JSONEncoder's for the settings above. CPython always has it.
+_c_iterencode = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(None, None, _encode_string, None, ":", ",", True, False, False)
+)
 
-    def _dumps_plain(value: Any) -> str:
-        return "".join(_c_iterencode(value, 0))
 
-else:  # pragma: no cover - CPython always has the C encoder
-    _dumps_plain = _dumps
+def _dumps_plain(value: Any) -> str:
+    if _c_iterencode is None:
+        return _dumps(value)
+    return "".join(_c_iterencode(value, 0))
 
 
 class CanonicalError(ValueError):
