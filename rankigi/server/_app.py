@@ -46,6 +46,7 @@ from rankigi.server._errors import (
     invalid_request,
     not_found,
 )
+from rankigi.server._handshakes import handshake_routes
 from rankigi.server._keys import KeyRing
 from rankigi.server._owners import OwnedByAnotherKey
 from rankigi.server._ratelimit import RateLimiter
@@ -56,7 +57,7 @@ __all__ = ["CAPABILITIES", "create_app"]
 
 logger = logging.getLogger("rankigi.server")
 
-CAPABILITIES = ("batch", "idempotency")
+CAPABILITIES = ("batch", "idempotency", "handshakes")
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -77,6 +78,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/api/ingest", api.ingest, methods=["POST"]),
         Route("/api/agents/{agent_id:path}/events", api.agent_events, methods=["GET"]),
         Route("/api/agents/{agent_id:path}/verify", api.agent_verify, methods=["GET"]),
+        *handshake_routes(api),
     ]
     app = Starlette(
         routes=routes,
@@ -92,20 +94,39 @@ def _endpoint(handler: Callable[[_Api, Request], Awaitable[Response]]) -> Any:
 
     @functools.wraps(handler)
     async def run(self: _Api, request: Request) -> Response:
-        try:
-            return await handler(self, request)
-        except ApiError as error:
-            self.stats["rejected"] += 1
-            return json_response(error.body(), error.status, error.headers)
-        except Exception:
-            # The traceback names code, not request data, so it is safe to log.
-            logger.exception("%s %s failed", request.method, request.url.path)
-            body = error_body(
-                codes.SERVER_ERROR, "the server failed; see its log, then retry"
-            )
-            return json_response(body, 500)
+        return await _answer(self, request, functools.partial(handler, self))
 
     return run
+
+
+def run_endpoint(
+    api: _Api, handler: Callable[[Request], Awaitable[Response]]
+) -> Callable[[Request], Awaitable[Response]]:
+    """The same as ``_endpoint``, for a handler bound to ``api`` already."""
+
+    @functools.wraps(handler)
+    async def run(request: Request) -> Response:
+        api.stats["requests"] += 1
+        return await _answer(api, request, handler)
+
+    return run
+
+
+async def _answer(
+    api: _Api, request: Request, handler: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        api.stats["rejected"] += 1
+        return json_response(error.body(), error.status, error.headers)
+    except Exception:
+        # The traceback names code, not request data, so it is safe to log.
+        logger.exception("%s %s failed", request.method, request.url.path)
+        body = error_body(
+            codes.SERVER_ERROR, "the server failed; see its log, then retry"
+        )
+        return json_response(body, 500)
 
 
 class _Api:
@@ -211,6 +232,15 @@ class _Api:
         await self._require_owner(key, agent_id)
         result = await anyio.to_thread.run_sync(self.service.verify, agent_id)
         return json_response(result.as_dict())
+
+    def authenticate(self, request: Request) -> str:
+        """Return the fingerprint of the request's key, or raise a 401 or 429."""
+        return self._authenticate(request)
+
+    @property
+    def write_slot(self) -> anyio.CapacityLimiter:
+        """The limiter that lets one ledger write run at a time."""
+        return self._write_slot
 
     def _authenticate(self, request: Request) -> str:
         """Return the fingerprint of the request's key, or raise a 401 or 429."""

@@ -77,6 +77,30 @@ class LedgerService:
         self._owners.remember(unknown, key)
         return results
 
+    @property
+    def writer(self) -> Ledger:
+        """The ledger that writes go through, for handshake calls."""
+        return self._writer
+
+    def claim(self, key: str, agent_id: str) -> bool:
+        """Make ``key`` the owner of ``agent_id`` if no key owns it yet.
+
+        Returns whether ``key`` owns the agent afterwards.
+        """
+        owner = self._owners.owner(agent_id)
+        if owner is not None:
+            return owner == key
+
+        def store(connection: sqlite3.Connection) -> None:
+            claim_agents(connection, [agent_id], key)
+
+        try:
+            self._writer.write(store)
+        except OwnedByAnotherKey:
+            return False
+        self._owners.remember([agent_id], key)
+        return True
+
     def owns(self, key: str, agent_id: str) -> bool:
         """Return whether ``key`` owns ``agent_id``."""
         return self._owners.owner(agent_id) == key
