@@ -32,12 +32,9 @@ def uuid7() -> str:
     ms, rest = divmod(ns, 1_000_000)
     fraction = (rest * 4096) // 1_000_000
     low = _getrandbits(62)
-    return "%08x-%04x-%04x-%04x-%012x" % (
-        ms >> 16,
-        ms & 0xFFFF,
-        0x7000 | fraction,
-        0x8000 | (low >> 48),
-        low & 0xFFFF_FFFF_FFFF,
+    return (
+        f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-{0x7000 | fraction:04x}-"
+        f"{0x8000 | (low >> 48):04x}-{low & 0xFFFF_FFFF_FFFF:012x}"
     )
 
 
