@@ -343,7 +343,7 @@ def test_export_unicode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 # -- errors and defaults -----------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["events", "verify", "export", "serve"])
+@pytest.mark.parametrize("command", ["events", "verify", "export"])
 def test_missing_ledger(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:

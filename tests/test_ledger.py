@@ -32,7 +32,7 @@ from rankigi.ledger import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-VECTORS = ROOT.parent / "shared" / "vectors" / "rankigi-1.0.0-requests.jsonl"
+VECTORS = ROOT / "tests" / "data" / "rankigi-1.0.0-requests.jsonl"
 HEX64 = re.compile(r"[0-9a-f]{64}")
 UUID7 = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"

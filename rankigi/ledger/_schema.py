@@ -18,8 +18,6 @@ logger = logging.getLogger("rankigi.ledger")
 FORMAT_NAME = "rankigi-ledger"
 SCHEMA_VERSION = 1
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
 # Columns follow the stored-record field order. ``heads`` keeps the last
 # (chain_index, event_hash) of every agent: appends extend the chain from it,
 # and verification compares it with the last stored event, which catches
@@ -166,17 +164,20 @@ def _link_into_place(temporary: Path, path: Path) -> None:
 
 
 def _check_header(path: Path) -> None:
+    # Only stat(), never open(): closing any descriptor of the file drops
+    # every POSIX lock this process holds on it, including the locks of
+    # SQLite connections that other Ledger objects keep open. Another
+    # process could then take over and delete the write-ahead log while it
+    # still holds committed transactions. SQLite itself recognises files
+    # that are not databases, in _check_meta.
     if os.path.isdir(path):
         raise NotALedgerError(path, "it is a directory")
     try:
-        with open(path, "rb") as file:
-            header = file.read(len(_SQLITE_MAGIC))
+        size = os.stat(path).st_size
     except OSError as exc:
         raise LedgerError(f"cannot read ledger {path}: {exc}") from exc
-    if not header:
+    if size == 0:
         raise NotALedgerError(path, "the file is empty")
-    if header != _SQLITE_MAGIC:
-        raise NotALedgerError(path, "the file is not an SQLite database")
 
 
 def _check_meta(connection: sqlite3.Connection, path: Path) -> None:
@@ -189,6 +190,8 @@ def _check_meta(connection: sqlite3.Connection, path: Path) -> None:
             ) from exc
         raise LedgerError(f"cannot read ledger {path}: {exc}") from exc
     except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise NotALedgerError(path, "the file is not an SQLite database") from exc
         raise NotALedgerError(path, f"the database is damaged ({exc})") from exc
     meta = dict(rows)
     if meta.get("format") != FORMAT_NAME:
