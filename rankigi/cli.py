@@ -112,7 +112,7 @@ def ledger_path(args: argparse.Namespace) -> str:
 
 def open_ledger(args: argparse.Namespace) -> Ledger:
     """Open the existing ledger that the arguments name."""
-    return Ledger(ledger_path(args), create=False)
+    return Ledger(ledger_path(args), create=False, readonly=True)
 
 
 def _add_events(

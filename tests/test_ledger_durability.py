@@ -70,3 +70,57 @@ def test_reader_process_never_loses_committed_events(tmp_path: Path) -> None:
         result = ledger.verify("a")
     assert result.valid
     assert result.event_count == 3
+
+
+def _seal_files(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in path.parent.iterdir() if p.is_file()}
+
+
+def test_readonly_ledger_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "copy.db"
+    with Ledger(path) as ledger:
+        ledger.append([{"agent_id": "a", "action": "step", "payload": {"n": 1}}])
+    before = _seal_files(path)
+
+    with Ledger(path, create=False, readonly=True) as ledger:
+        result = ledger.verify("a")
+        events = ledger.events("a")
+
+    assert result.valid
+    assert len(events) == 1
+    # SQLite may add its -wal and -shm companions where it can write them;
+    # the ledger file itself stays byte for byte the same.
+    assert path.read_bytes() == before[path.name]
+
+
+def test_unwritable_copy_opens_immutable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root ignores file modes, so the missing write permission is simulated.
+    path = tmp_path / "audit.db"
+    with Ledger(path) as ledger:
+        ledger.append([{"agent_id": "a", "action": "step", "payload": {"n": 1}}])
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
+    before = _seal_files(path)
+
+    with Ledger(path, create=False, readonly=True) as ledger:
+        assert ledger.verify("a").valid
+
+    assert _seal_files(path) == before
+
+
+def test_readonly_ledger_rejects_appends(tmp_path: Path) -> None:
+    from rankigi.ledger import LedgerError
+
+    path = tmp_path / "ro.db"
+    Ledger(path).close()
+    with (
+        Ledger(path, create=False, readonly=True) as ledger,
+        pytest.raises(LedgerError, match="readonly"),
+    ):
+        ledger.append([{"agent_id": "a", "action": "step", "payload": {}}])
+
+
+def test_readonly_cannot_create(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="create=False"):
+        Ledger(tmp_path / "new.db", readonly=True)

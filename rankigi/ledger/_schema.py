@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -60,11 +61,13 @@ CREATE TABLE heads (
 
 
 def open_connection(
-    path: Path, *, create: bool, busy_timeout: float
+    path: Path, *, create: bool, busy_timeout: float, readonly: bool = False
 ) -> sqlite3.Connection:
     """Open the ledger at ``path``, creating it first when allowed.
 
-    A file that is not a ledger is never written to.
+    A file that is not a ledger is never written to, and with ``readonly``
+    the ledger file is not changed, so a copy without write permission can
+    be verified.
 
     Raises:
         LedgerNotFoundError: the file is missing and ``create`` is false.
@@ -76,26 +79,33 @@ def open_connection(
             raise LedgerNotFoundError(path)
         _create(path, busy_timeout)
     _check_header(path)
-    connection = _connect(path, busy_timeout)
+    connection = _connect(path, busy_timeout, readonly)
     try:
         _check_meta(connection, path)
-        _enable_wal(connection, path)
+        if not readonly:
+            _enable_wal(connection, path)
     except BaseException:
         connection.close()
         raise
     return connection
 
 
-def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+def _connect(
+    path: Path, busy_timeout: float, readonly: bool = False
+) -> sqlite3.Connection:
+    target, uri = os.fspath(path), False
+    if readonly:
+        target, uri = _readonly_uri(path), True
     try:
         # isolation_level=None leaves transactions to explicit BEGIN and COMMIT.
         # The Ledger serializes use of the connection with its own lock, so any
         # thread may use it. ``timeout`` sets SQLite's busy timeout.
         connection = sqlite3.connect(
-            os.fspath(path),
+            target,
             timeout=busy_timeout,
             isolation_level=None,
             check_same_thread=False,
+            uri=uri,
         )
     except sqlite3.Error as exc:
         raise LedgerError(f"cannot open ledger {path}: {exc}") from exc
@@ -103,6 +113,21 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     # reads raise. Decoded with surrogate escapes, it fails the hash check.
     connection.text_factory = _decode_text
     return connection
+
+
+def _readonly_uri(path: Path) -> str:
+    """Return the SQLite URI that opens ``path`` without writing anything.
+
+    Reading a WAL-mode file needs its shared-memory file, which SQLite must
+    be able to create next to it. Where it cannot (a read-only copy, a
+    directory without write permission) and no write-ahead log exists, the
+    file cannot change under us, so it is opened as immutable.
+    """
+    quoted = urllib.parse.quote(os.fspath(path))
+    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
+    if writable or os.path.exists(f"{path}-shm") or os.path.exists(f"{path}-wal"):
+        return f"file:{quoted}?mode=ro"
+    return f"file:{quoted}?immutable=1"
 
 
 def _decode_text(raw: bytes) -> str:

@@ -70,6 +70,9 @@ class Ledger:
             does not exist.
         busy_timeout: maximum seconds to wait for another writer's lock before
             an append fails.
+        readonly: open without changing the file, so an auditor can verify a
+            copy it may not write; appends then fail. Where the directory is
+            writable, SQLite may still create its ``-wal`` and ``-shm`` files.
 
     Raises:
         LedgerNotFoundError: the file is missing and ``create`` is false.
@@ -83,7 +86,13 @@ class Ledger:
         *,
         create: bool = True,
         busy_timeout: float = 30.0,
+        readonly: bool = False,
     ) -> None:
+        if readonly and create:
+            raise ValueError(
+                "a read-only ledger cannot be created; pass create=False with "
+                "readonly=True"
+            )
         if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
             raise TypeError(f"busy_timeout must be a number, got {busy_timeout!r}")
         if not busy_timeout >= 0:
@@ -92,9 +101,13 @@ class Ledger:
             )
         self._path = Path(os.path.abspath(path))
         self._busy_timeout = float(busy_timeout)
+        self._readonly = readonly
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = open_connection(
-            self._path, create=create, busy_timeout=self._busy_timeout
+            self._path,
+            create=create,
+            busy_timeout=self._busy_timeout,
+            readonly=readonly,
         )
         self._closed = False
         # Connections inherited across fork(). SQLite does not support using a
@@ -226,7 +239,10 @@ class Ledger:
                 )
             if self._connection is None:
                 self._connection = open_connection(
-                    self._path, create=False, busy_timeout=self._busy_timeout
+                    self._path,
+                    create=False,
+                    busy_timeout=self._busy_timeout,
+                    readonly=self._readonly,
                 )
             try:
                 yield self._connection
