@@ -108,10 +108,13 @@ class Config:
         values: dict[str, Any] = {}
         for name, option in _OPTIONS.items():
             value = arguments.get(name)
+            label = name
             if value is None and env.get(option.env) is not None:
                 value = option.parse(option.env, env[option.env])
+                # Errors then name the variable the user actually set.
+                label = option.env
             if value is not None and option.check is not None:
-                value = option.check(name, value)
+                value = option.check(label, value)
             if value is not None:
                 values[name] = value
         if "agent_id" not in values:
@@ -151,7 +154,7 @@ def _parse_int(env: str, text: str) -> int:
         return int(text.strip().replace("_", ""))
     except ValueError:
         raise ValueError(
-            f"{env}={text!r} is not a whole number; set it to digits such as 100"
+            f"{env}={text!r} is not a whole number; set it to digits"
         ) from None
 
 
@@ -200,6 +203,12 @@ def _check_url(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name}={value!r} is invalid; pass a URL string")
     parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        # The URL is not shown: it would print the password it contains.
+        raise ValueError(
+            f"{name} contains a user name or password; remove them from the "
+            "URL and pass the key as api_key"
+        )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(
             f"{name}={value!r} is not an http(s) URL; "
@@ -211,7 +220,25 @@ def _check_url(name: str, value: Any) -> str:
 def _check_path(name: str, value: Any) -> str:
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
         raise ValueError(f"{name}={value!r} is invalid; pass a file path")
-    return os.fspath(value)
+    path = os.fspath(value)
+    if os.path.isdir(path):
+        raise ValueError(
+            f"{name}={path!r} is a directory; pass the path of a ledger file "
+            "inside it, such as " + repr(os.path.join(path, "ledger.db"))
+        )
+    return path
+
+
+def _check_directory(name: str, value: Any) -> str:
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ValueError(f"{name}={value!r} is invalid; pass a directory path")
+    path = os.fspath(value)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(
+            f"{name}={path!r} is a file, not a directory; pass a directory "
+            "for the spool, which the SDK creates if it is missing"
+        )
+    return path
 
 
 def _int_range(low: int, high: int) -> Callable[[str, Any], int]:
@@ -299,7 +326,7 @@ _OPTIONS: dict[str, _Option] = {
         "RANKIGI_MAX_STRING_LENGTH", _parse_int, _int_range(16, 10_000_000)
     ),
     "enabled": _Option("RANKIGI_ENABLED", _parse_bool, _check_bool),
-    "spool_dir": _Option("RANKIGI_SPOOL_DIR", _parse_str, _check_path),
+    "spool_dir": _Option("RANKIGI_SPOOL_DIR", _parse_str, _check_directory),
 }
 
 ENVIRONMENT_VARIABLES = {name: option.env for name, option in _OPTIONS.items()}

@@ -62,6 +62,7 @@ class ClientCore:
             # The serializer never raises, so this is a bug in the SDK; it
             # still must not reach the caller.
             logger.debug("capturing an event failed", exc_info=True)
+            self.transport.count_drop(codes.CAPTURE_FAILED, 1)
             self.report(
                 RankigiError(
                     codes.CAPTURE_FAILED,
@@ -92,21 +93,36 @@ class ClientCore:
         expires_in: float,
     ) -> dict[str, Any]:
         """Start a handshake from this client's agent; raises ``RankigiError``."""
+        self._check_open()
         # Events tracked before the handshake go into the chain before its
         # event, so the chain order matches what the agent did.
         self.transport.flush(self.config.request_timeout_ms / 1000)
+        if metadata is not None:
+            # The same snapshot, limits and redaction as tracked values, so
+            # no secret-looking key reaches the ledger or the server.
+            metadata = self.factory.capture(metadata)
         return self.handshakes().initiate(
             self.config.agent_id, target_agent_id, purpose, metadata, expires_in
         )
 
     def complete_handshake(self, handshake_id: str, accepted: bool) -> dict[str, Any]:
         """Accept or reject a handshake aimed at this client's agent."""
+        self._check_open()
         self.transport.flush(self.config.request_timeout_ms / 1000)
         return self.handshakes().complete(handshake_id, self.config.agent_id, accepted)
 
     def verify_handshake(self, handshake_id: str) -> dict[str, Any]:
         """Check a handshake against both agents' chains."""
+        self._check_open()
         return self.handshakes().verify(handshake_id)
+
+    def _check_open(self) -> None:
+        if self.transport.closed:
+            raise RankigiError(
+                codes.CLIENT_CLOSED,
+                "the client is closed; make handshake calls before close() "
+                "or create a new client",
+            )
 
     def handshakes(self) -> HandshakeBackend:
         with self._handshakes_lock:

@@ -163,9 +163,20 @@ class HttpHandshakes(HandshakeBackend):
                 },
                 timeout=self._timeout,
             )
+        content = None
+        if body is not None:
+            try:
+                content = json.dumps(body, allow_nan=False).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                raise RankigiError(
+                    codes.INVALID_REQUEST,
+                    f"the {method} {path} request cannot be sent as JSON: {exc}; "
+                    "pass strings, numbers, lists and dicts",
+                ) from exc
+        headers = {"Content-Type": "application/json"} if content else {}
         try:
             response = self._http.request(
-                method, self._base_url + path, json=body if body is not None else None
+                method, self._base_url + path, content=content, headers=headers
             )
         except httpx.HTTPError as exc:
             raise RankigiError(

@@ -141,6 +141,7 @@ class Transport:
 
     def flush(self, timeout: Optional[float]) -> bool:
         """Wait until every event enqueued before this call is done."""
+        _check_timeout("flush", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             target = self._enqueued
@@ -167,6 +168,7 @@ class Transport:
         Returns whether every queued event was delivered or dropped in time;
         events still queued at the deadline are dropped as ``SHUTDOWN``.
         """
+        _check_timeout("close", timeout)
         deadline = time.monotonic() + (30.0 if timeout is None else timeout)
         self.begin_close(deadline)
         return self.finish_close(deadline)
@@ -235,6 +237,16 @@ class Transport:
             logger.info(
                 "kept %d unsent events in the spool at %s", count, self._spool.directory
             )
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() has begun; new events are then dropped."""
+        return self._closed
+
+    def count_drop(self, code: str, count: int) -> None:
+        """Count events dropped before they reached the queue."""
+        with self._lock:
+            self._drops[code] += count
 
     def stats(self) -> dict[str, Any]:
         """Return counts of enqueued, sent, retried and dropped events."""
@@ -474,8 +486,8 @@ class Transport:
         delay = self._retry_delay(exc, attempt)
         self._log.warning(
             f"retry:{exc.code}",
-            "sending %d events failed (%s); retry %d of %d in %.2f s",
-            len(events),
+            "sending %s failed (%s); retry %d of %d in %.2f s",
+            _events(len(events)),
             exc.message,
             attempt + 1,
             self._config.max_retries,
@@ -538,12 +550,12 @@ class Transport:
         with self._lock:
             self._drops[code] += count
         self._log.warning(
-            f"drop:{code}", "dropped %d events (%s): %s", count, code, reason
+            f"drop:{code}", "dropped %s (%s): %s", _events(count), code, reason
         )
         self._report(
             RankigiError(
                 code,
-                f"dropped {count} events: {reason}",
+                f"dropped {_events(count)}: {reason}",
                 status_code,
                 event_count=count,
             )
@@ -555,14 +567,14 @@ class Transport:
         if count:
             self._log.warning(
                 "drop:overflow",
-                "dropped %d events: the queue holds at most %d (max_queue_size)",
-                count,
+                "dropped %s: the queue holds at most %d (max_queue_size)",
+                _events(count),
                 self._max_queue,
             )
             self._report(
                 RankigiError(
                     codes.BUFFER_FULL,
-                    f"dropped {count} events: the queue was full "
+                    f"dropped {_events(count)}: the queue was full "
                     f"({self._max_queue} events); raise max_queue_size or "
                     "check why sending is slow",
                     event_count=count,
@@ -583,6 +595,21 @@ class Transport:
                 event_count=1,
             )
         )
+
+
+def _check_timeout(method: str, timeout: Any) -> None:
+    # A programming error, so it raises like any bad argument would.
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"{method}(timeout={timeout!r}) is invalid; pass seconds as a number, "
+            "or None to wait without a limit"
+        )
+
+
+def _events(count: int) -> str:
+    return "1 event" if count == 1 else f"{count} events"
 
 
 class _Segment:

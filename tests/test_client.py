@@ -94,7 +94,7 @@ def test_invalid_option_names_value_and_fix(
     [
         ("RANKIGI_BATCH_SIZE", "lots", r"RANKIGI_BATCH_SIZE='lots' is not a whole"),
         ("RANKIGI_REDACT", "maybe", r"RANKIGI_REDACT='maybe' is not a boolean"),
-        ("RANKIGI_FLUSH_INTERVAL_MS", "0", r"flush_interval_ms=0 is out of range"),
+        ("RANKIGI_FLUSH_INTERVAL_MS", "0", r"RANKIGI_FLUSH_INTERVAL_MS=0 is out of"),
     ],
 )
 def test_invalid_environment_variable(
@@ -330,3 +330,75 @@ def test_public_names_sorted_and_complete() -> None:
     assert rankigi.__all__ == sorted(rankigi.__all__)
     for name in rankigi.__all__:
         assert hasattr(rankigi, name)
+
+
+def test_env_error_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANKIGI_MAX_DEPTH", "9")
+    with pytest.raises(ValueError, match=r"RANKIGI_MAX_DEPTH=9 is out of range"):
+        Rankigi(agent_id="a")
+
+
+def test_base_url_with_password_rejected_without_echo() -> None:
+    with pytest.raises(ValueError, match="user name or password") as info:
+        Rankigi(api_key="k", agent_id="a", base_url="http://user:s3cret@127.0.0.1:1")
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize("option", ["spool_dir", "ledger_path"])
+def test_path_options_checked(tmp_path: Any, option: str) -> None:
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    bad = a_file if option == "spool_dir" else tmp_path
+    with pytest.raises(ValueError, match="is a (file|directory)"):
+        Rankigi(agent_id="a", **{option: str(bad)})
+
+
+@pytest.mark.parametrize("timeout", ["5", [1], True])
+def test_bad_timeout_type_raises(timeout: Any) -> None:
+    client, _ = memory_client()
+    with pytest.raises(TypeError, match="pass seconds as a number"):
+        client.flush(timeout)
+    with pytest.raises(TypeError, match="pass seconds as a number"):
+        client.close(timeout)
+    client.close()
+
+
+def test_capture_failure_counted_in_stats(monkeypatch: pytest.MonkeyPatch) -> None:
+    client, _ = memory_client()
+    seen: list[Any] = []
+    client.on_error = seen.append
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("builder bug")
+
+    monkeypatch.setattr(client._core.factory, "tool_call", broken)
+    assert client.track_tool_call("t", 1, 2) is None
+
+    assert [e.code for e in seen] == ["CAPTURE_FAILED"]
+    assert client.stats()["dropped_by_reason"] == {"CAPTURE_FAILED": 1}
+    client.close()
+
+
+def test_handshake_after_close_raises(tmp_path: Any) -> None:
+    from rankigi import RankigiError
+
+    client = Rankigi(agent_id="a", ledger_path=str(tmp_path / "l.db"))
+    client.close()
+    with pytest.raises(RankigiError) as info:
+        client.initiate_handshake("b", "p")
+    assert info.value.code == "CLIENT_CLOSED"
+
+
+def test_handshake_metadata_redacted(tmp_path: Any) -> None:
+    path = str(tmp_path / "l.db")
+    with Rankigi(agent_id="a", ledger_path=path) as client:
+        pending = client.initiate_handshake(
+            "b", "p", {"password": "hunter2", "bytes": 880, "ratio": float("nan")}
+        )
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        stored = db.execute("SELECT metadata FROM handshakes").fetchone()[0]
+    assert pending["metadata"]["password"] == "[REDACTED]"
+    assert "hunter2" not in stored
+    assert pending["metadata"]["bytes"] == 880
