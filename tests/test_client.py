@@ -349,7 +349,7 @@ def test_path_options_checked(tmp_path: Any, option: str) -> None:
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     bad = a_file if option == "spool_dir" else tmp_path
-    with pytest.raises(ValueError, match="is a (file|directory)"):
+    with pytest.raises(ValueError, match=r"is a (file|directory)"):
         Rankigi(agent_id="a", **{option: str(bad)})
 
 
