@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from datetime import datetime, timezone
 
@@ -54,6 +55,13 @@ def format_timestamp(ns: int) -> str:
     return f"{prefix}.{rest // 1_000_000:03d}Z"
 
 
+_FRACTION = re.compile(r"(?<=:\d\d)\.(\d+)")
+
+
+def _six_digits(match: re.Match[str]) -> str:
+    return "." + (match.group(1) + "000000")[:6]
+
+
 def parse_timestamp(text: str) -> str | None:
     """Normalize an ISO 8601 timestamp to RFC 3339 UTC with milliseconds.
 
@@ -64,6 +72,9 @@ def parse_timestamp(text: str) -> str | None:
     candidate = text.strip()
     if candidate.endswith(("Z", "z")):
         candidate = candidate[:-1] + "+00:00"
+    # Python 3.9 and 3.10 parse only 3 or 6 fraction digits, so pad or cut
+    # the fraction to 6 first.
+    candidate = _FRACTION.sub(_six_digits, candidate, count=1)
     try:
         moment = datetime.fromisoformat(candidate)
     except ValueError:

@@ -70,6 +70,7 @@ serialized each time. Past ``max_items``, a list ends with the item
 
 from __future__ import annotations
 
+import array
 import base64
 import dataclasses
 import enum
@@ -667,7 +668,8 @@ def _resolve_handler(cls: type) -> _Handler:
         return _Walker.fill_model, True
     if issubclass(cls, Mapping):
         return _Walker.fill_mapping, True
-    if issubclass(cls, Sequence):
+    # array.array registers as a Sequence only from Python 3.10.
+    if issubclass(cls, (Sequence, array.array)):
         return _Walker.fill_iterable, True
     if issubclass(cls, Set):
         return _Walker.fill_set, True
