@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -161,6 +162,15 @@ def _add_verify(
     )
     parser.add_argument("--agent", help="check only this agent id")
     parser.add_argument(
+        "--expect-head",
+        metavar="HASH",
+        help=(
+            "with --agent: the head hash recorded earlier (at least 12 hex "
+            "digits); a chain that ends elsewhere counts as broken, which "
+            "catches events cut from its end"
+        ),
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print one JSON object per agent"
     )
     parser.set_defaults(handler=_run_verify)
@@ -227,13 +237,22 @@ def _run_events(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
+    expected = _expected_head(args)
     status = EXIT_OK
     with open_ledger(args) as ledger:
-        agents = [args.agent] if args.agent is not None else ledger.agents()
+        known = ledger.agents()
+        if args.agent is not None and args.agent not in known:
+            raise CommandError(
+                f"agent {_printable(args.agent)} has no chain in {ledger.path}; "
+                f"agents there: {', '.join(map(_printable, known)) or 'none'}"
+            )
+        agents = [args.agent] if args.agent is not None else known
         if not agents and not args.json:
             print(f"no events in {ledger.path}")
         for agent_id in agents:
             result = ledger.verify(agent_id)
+            if expected is not None:
+                result = _check_expected_head(result, expected)
             if args.json:
                 print(json.dumps(result.as_dict()))
             else:
@@ -241,6 +260,42 @@ def _run_verify(args: argparse.Namespace) -> int:
             if not result.valid:
                 status = EXIT_BROKEN
     return status
+
+
+def _expected_head(args: argparse.Namespace) -> str | None:
+    expected = args.expect_head
+    if expected is None:
+        return None
+    if args.agent is None:
+        raise CommandError("--expect-head needs --agent; a head belongs to one chain")
+    text = expected.strip().lower()
+    if (
+        len(text) < 12
+        or len(text) > 64
+        or any(c not in "0123456789abcdef" for c in text)
+    ):
+        raise CommandError(
+            f"--expect-head {expected!r:.80} is not a hash; pass 12 to 64 hex "
+            "digits of the head that `rankigi verify` printed earlier"
+        )
+    return str(text)
+
+
+def _check_expected_head(result: VerifyResult, expected: str) -> VerifyResult:
+    """Count a chain that does not end at ``expected`` as broken."""
+    if not result.valid or (result.head_hash or "").startswith(expected):
+        return result
+    head = (result.head_hash or "nothing")[:16]
+    return dataclasses.replace(
+        result,
+        valid=False,
+        broken_at=result.event_count,
+        reason=(
+            f"head mismatch: the chain ends at {head}…, "
+            f"not at the expected {expected[:16]}…; events were removed from "
+            "its end, or appended since that head was recorded"
+        ),
+    )
 
 
 def _run_export(args: argparse.Namespace) -> int:

@@ -265,9 +265,13 @@ def test_verify_one_agent(
     assert status == 0
     assert out.startswith("agent-2: intact, 2 events")
     assert len(out.splitlines()) == 1
-    status, out, _ = run(capsys, "verify", "--ledger", str(ledger_file), "--agent", "x")
-    assert status == 0
-    assert out == "x: no events\n"
+    # A mistyped agent id must not pass as an intact, empty chain.
+    status, out, err = run(
+        capsys, "verify", "--ledger", str(ledger_file), "--agent", "x"
+    )
+    assert status == 2
+    assert out == ""
+    assert "agent x has no chain" in err
 
 
 def test_verify_empty_ledger(
@@ -512,3 +516,59 @@ def test_module_exit_statuses(ledger_file: Path, tmp_path: Path) -> None:
     usage = run_module("verify", "--bogus")
     assert usage.returncode == 2
     assert usage.stderr.startswith("usage: rankigi")
+
+
+def test_verify_unknown_agent_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "l.db"
+    with Ledger(path) as ledger:
+        ledger.append([{"agent_id": "known", "action": "step", "payload": {}}])
+
+    code = cli.main(["verify", "--ledger", str(path), "--agent", "typo"])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "agent typo has no chain" in err
+    assert "known" in err
+
+
+def test_verify_expect_head_catches_cut_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "l.db"
+    with Ledger(path) as ledger:
+        ledger.append(
+            [{"agent_id": "a", "action": "step", "payload": {"i": i}} for i in range(5)]
+        )
+        head = ledger.verify("a").head_hash
+    assert head is not None
+    args = ["verify", "--ledger", str(path), "--agent", "a", "--expect-head"]
+    assert cli.main([*args, head[:16]]) == 0
+
+    # Cut the last two events and rewrite the head record to match, which the
+    # chain alone cannot reveal.
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM events WHERE chain_index >= 3")
+        (new_head,) = db.execute(
+            "SELECT event_hash FROM events WHERE chain_index = 2"
+        ).fetchone()
+        db.execute(
+            "UPDATE heads SET chain_index = 2, event_hash = ? WHERE agent_id = 'a'",
+            (new_head,),
+        )
+    capsys.readouterr()
+    assert cli.main(["verify", "--ledger", str(path), "--agent", "a"]) == 0
+    assert cli.main([*args, head[:16]]) == 1
+    assert "head mismatch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["xyz", "abc", "g" * 20])
+def test_verify_expect_head_validated(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "l.db"
+    with Ledger(path) as ledger:
+        ledger.append([{"agent_id": "a", "action": "step", "payload": {}}])
+    args = ["verify", "--ledger", str(path), "--agent", "a", "--expect-head", value]
+    assert cli.main(args) == 2
