@@ -19,7 +19,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed
-	$(PY) -m pip install --quiet ruff
+	$(PY) -m pip install --quiet ruff==0.17.6
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
