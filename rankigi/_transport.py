@@ -214,7 +214,26 @@ class Transport:
         alive = thread is not None and thread.is_alive()
         if not alive:
             self._exporter.close()
+        elif self._spool is None:
+            self._report_in_flight()
         return not leftovers and not segments and not alive
+
+    def _report_in_flight(self) -> None:
+        """Report the batch the worker is still sending when close() gives up.
+
+        At interpreter exit that send dies with the process, so without this
+        its events would be neither sent nor counted. (With a spool they are
+        on disk and the next client sends them.)
+        """
+        with self._lock:
+            count = self._taken - self._done
+        if count > 0:
+            self._drop_count(
+                count,
+                codes.SHUTDOWN,
+                "they were still being sent when close() ran out of time; the "
+                "server may or may not have stored them",
+            )
 
     def _park_leftovers(self, leftovers: list[Event], segments: list[_Segment]) -> None:
         """Leave what close() could not send in the spool for the next client."""
@@ -546,7 +565,11 @@ class Transport:
         reason: str,
         status_code: Optional[int] = None,
     ) -> None:
-        count = len(events)
+        self._drop_count(len(events), code, reason, status_code)
+
+    def _drop_count(
+        self, count: int, code: str, reason: str, status_code: Optional[int] = None
+    ) -> None:
         with self._lock:
             self._drops[code] += count
         self._log.warning(

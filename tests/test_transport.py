@@ -579,3 +579,22 @@ def test_exit_never_hangs_on_dead_server(server: LiveServer) -> None:
     assert result.returncode == 0, result.stderr
     # The server would hold the request for 30 s.
     assert time.monotonic() - started < 15
+
+
+def test_exit_reports_batch_still_in_flight(server: LiveServer) -> None:
+    server.script = lambda request: Reply(200, {}, delay=30)
+    result = _run_script(
+        f"""
+        from rankigi import Rankigi
+        client = Rankigi(api_key={server.api_key!r}, agent_id="a",
+                         base_url={server.url!r}, shutdown_timeout_ms=500,
+                         flush_interval_ms=10)
+        client.on_error = lambda e: print(e.code, e.event_count, flush=True)
+        for i in range(3):
+            client.track_tool_call("t", i, i)
+        import time
+        time.sleep(0.5)  # the batch is now out, and the server holds it
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["SHUTDOWN", "3"]
