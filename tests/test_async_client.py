@@ -13,6 +13,7 @@ import rankigi
 from rankigi import AsyncRankigi, Rankigi, RankigiError
 from rankigi._exporters import MemoryExporter
 from rankigi.ledger import Ledger
+from tests.sqlite_edit import edit
 from tests.stub_server import Reply, Request, StubServer
 
 
@@ -217,7 +218,6 @@ def test_rejected_handshake_does_not_verify(ledger_path: str) -> None:
 
 def test_tampered_handshake_event_detected(ledger_path: str) -> None:
     import json
-    import sqlite3
 
     async def accept() -> str:
         async with (
@@ -230,7 +230,7 @@ def test_tampered_handshake_event_detected(ledger_path: str) -> None:
             return str(pending["id"])
 
     handshake_id = run(accept())
-    with sqlite3.connect(ledger_path) as db:
+    with edit(ledger_path) as db:
         (text,) = db.execute(
             "SELECT payload FROM events WHERE action_type = 'handshake.initiated'"
         ).fetchone()

@@ -18,6 +18,7 @@ from rankigi import cli
 from rankigi._canonical import sha256_hex
 from rankigi.cli import main
 from rankigi.ledger import FIELDS, Ledger
+from tests.sqlite_edit import edit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -536,7 +537,6 @@ def test_verify_unknown_agent_exits_2(
 def test_verify_expect_head_catches_cut_end(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import sqlite3
 
     path = tmp_path / "l.db"
     with Ledger(path) as ledger:
@@ -550,7 +550,7 @@ def test_verify_expect_head_catches_cut_end(
 
     # Cut the last two events and rewrite the head record to match, which the
     # chain alone cannot reveal.
-    with sqlite3.connect(path) as db:
+    with edit(path) as db:
         db.execute("DELETE FROM events WHERE chain_index >= 3")
         (new_head,) = db.execute(
             "SELECT event_hash FROM events WHERE chain_index = 2"

@@ -13,6 +13,7 @@ import rankigi
 from rankigi import Rankigi
 from rankigi._canonical import sha256_hex
 from rankigi._exporters import MemoryExporter
+from tests.sqlite_edit import edit
 
 
 def memory_client(**options: Any) -> tuple[Rankigi, MemoryExporter]:
@@ -395,9 +396,8 @@ def test_handshake_metadata_redacted(tmp_path: Any) -> None:
         pending = client.initiate_handshake(
             "b", "p", {"password": "hunter2", "bytes": 880, "ratio": float("nan")}
         )
-    import sqlite3
 
-    with sqlite3.connect(path) as db:
+    with edit(path) as db:
         stored = db.execute("SELECT metadata FROM handshakes").fetchone()[0]
     assert pending["metadata"]["password"] == "[REDACTED]"
     assert "hunter2" not in stored

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ import pytest
 
 from rankigi import Rankigi, RankigiError
 from rankigi.ledger import Ledger
+from tests.sqlite_edit import edit
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def _accepted(pair: Any) -> str:
 
 
 def _edit_payload(path: str, agent_id: str, action: str, key: str, value: Any) -> None:
-    with sqlite3.connect(path) as db:
+    with edit(path) as db:
         (text,) = db.execute(
             "SELECT payload FROM events WHERE agent_id = ? AND action_type = ?",
             (agent_id, action),
@@ -213,7 +213,7 @@ def test_tampered_target_event_detected(pair: Any, ledger_path: str) -> None:
 
 def test_tampered_handshake_record_detected(pair: Any, ledger_path: str) -> None:
     handshake_id = _accepted(pair)
-    with sqlite3.connect(ledger_path) as db:
+    with edit(ledger_path) as db:
         db.execute(
             "UPDATE handshakes SET purpose = 'other' WHERE id = ?", (handshake_id,)
         )
@@ -227,7 +227,7 @@ def test_status_flipped_to_accepted_detected(pair: Any, ledger_path: str) -> Non
     buyer, seller = pair
     pending = buyer.initiate_handshake("seller", "purchase")
     seller.complete_handshake(pending["id"], accepted=False)
-    with sqlite3.connect(ledger_path) as db:
+    with edit(ledger_path) as db:
         db.execute(
             "UPDATE handshakes SET status = 'accepted' WHERE id = ?", (pending["id"],)
         )

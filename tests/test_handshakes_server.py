@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import pytest
 from rankigi import AsyncRankigi, Rankigi, RankigiError
 from rankigi.ledger import Ledger
 from tests.server_fixture import API_KEY, OTHER_API_KEY, LiveServer
+from tests.sqlite_edit import edit
 
 Make = Callable[..., Rankigi]
 
@@ -187,7 +187,7 @@ def test_tampered_event_reported(parties: Any, live_server: LiveServer) -> None:
     buyer, seller = parties
     pending = buyer.initiate_handshake("seller", "purchase")
     seller.complete_handshake(pending["id"], accepted=True)
-    with sqlite3.connect(live_server.ledger_path) as db:
+    with edit(live_server.ledger_path) as db:
         (text,) = db.execute(
             "SELECT payload FROM events WHERE action_type = 'handshake.accepted'"
         ).fetchone()
