@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
-from rankigi._async_client import AsyncRankigi
 from rankigi._client import Rankigi
 from rankigi._config import ClientOptions
 from rankigi._context import get_client, init
@@ -28,6 +28,20 @@ __all__ = [
     "uninstrument",
     "use",
 ]
+
+if TYPE_CHECKING:
+    from rankigi._async_client import AsyncRankigi
+
+
+def __getattr__(name: str) -> Any:
+    # AsyncRankigi pulls in asyncio, a third of the package's import time, so
+    # it loads on first use.
+    if name == "AsyncRankigi":
+        from rankigi._async_client import AsyncRankigi
+
+        return AsyncRankigi
+    raise AttributeError(f"module 'rankigi' has no attribute {name!r}")
+
 
 # Silent unless the application configures logging.
 logging.getLogger("rankigi").addHandler(logging.NullHandler())
