@@ -57,7 +57,13 @@ def run_server(
     from rankigi.server._app import create_app
 
     app = create_app(settings)
-    listener = bind(host, port)
+    try:
+        listener = bind(host, port)
+    except BaseException:
+        # The app's shutdown never runs without a server, so close its
+        # ledger here.
+        app.state.api.service.close()
+        raise
     print(f"rankigi server listening on {url_of(listener)}", file=out)
     print(f"ledger: {app.state.api.service.path}", file=out)
     if generated_key is not None:
