@@ -33,6 +33,7 @@ _HASHED = "_hashed"  # payload keys whose values get a *_hash companion
 _CLOCK = "_ns"  # capture time in nanoseconds, formatted on the worker
 
 _warned_severities: set[str] = set()
+MAX_NAME_LENGTH = 256  # the ledger's limit on agent, action and tool names
 
 
 class EventFactory:
@@ -62,7 +63,7 @@ class EventFactory:
     def tool_call(
         self, tool: Any, input: Any, output: Any, severity: Any, **extra: Any
     ) -> dict[str, Any]:
-        name = _name(tool)
+        name = _name(tool, "unknown")
         payload = {
             "tool": name,
             "input": self.capture(input),
@@ -72,11 +73,11 @@ class EventFactory:
         return self.event("tool_call", name, payload, severity, ("input", "output"))
 
     def agent_output(self, action: Any, output: Any, severity: Any) -> dict[str, Any]:
-        payload = {"action": _name(action), "output": self.capture(output)}
+        payload = {"action": _name(action, "response"), "output": self.capture(output)}
         return self.event("response_generated", None, payload, severity, ("output",))
 
     def error(self, tool: Any, error: Any, severity: Any) -> dict[str, Any]:
-        name = None if tool is None else _name(tool)
+        name = _optional_name(tool)
         if isinstance(error, BaseException):
             details = serialize_exception(error, self.limits)
         else:
@@ -94,13 +95,12 @@ class EventFactory:
     def custom(
         self, action: Any, tool: Any, payload: Any, severity: Any
     ) -> dict[str, Any]:
-        name = _name(action) or "custom"
+        name = _name(action, "custom")
         captured = self.capture({} if payload is None else payload)
         if not isinstance(captured, dict):
             # The wire format needs an object, so other values are wrapped.
             captured = {"value": captured}
-        tool_name = None if tool is None else _name(tool)
-        return self.event(name, tool_name, captured, severity, ())
+        return self.event(name, _optional_name(tool), captured, severity, ())
 
     def event(
         self,
@@ -172,19 +172,41 @@ def _hash_error(payload: dict[str, Any], hash_only: bool) -> None:
         del payload["traceback"]
 
 
-def _name(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
-    return name if isinstance(name, str) else str(value)
+def _name(value: Any, default: str) -> str:
+    """Turn a tool or action name of any type into text the ledger accepts.
+
+    Names are cut to 256 characters, the ledger's limit; lone surrogates are
+    replaced, since the hash encodes UTF-8; an empty name becomes ``default``.
+    """
+    if type(value) is not str:
+        value = _text_of(value) if value is not None else ""
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value[:MAX_NAME_LENGTH] or default
+
+
+def _optional_name(value: Any) -> Optional[str]:
+    name = _name(value, "")
+    return name or None
+
+
+def _text_of(value: Any) -> str:
+    try:
+        name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+        return name if isinstance(name, str) else str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
 
 
 def _severity(value: Any) -> str:
-    if value in SEVERITIES:
-        return str(value)
-    text = repr(value)[:40]
+    # The type check comes first: an unhashable or hostile value must not
+    # reach the set lookup.
+    if type(value) is str and value in SEVERITIES:
+        return value
+    try:
+        text = repr(value)[:40]
+    except Exception:
+        text = f"<{type(value).__name__}>"
     if text not in _warned_severities and len(_warned_severities) < 100:
         _warned_severities.add(text)
         logger.warning(

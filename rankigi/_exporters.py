@@ -136,6 +136,13 @@ class HttpExporter(Exporter):
     def __init__(
         self, base_url: str, api_key: str, batch_size: int, timeout: float
     ) -> None:
+        # Imported here, in the thread that builds the client, and not on the
+        # worker's first send: a fork() while the worker held the import lock
+        # would leave that lock held in the child, whose worker then waits on
+        # the same import forever.
+        import httpcore  # noqa: F401
+        import httpx  # noqa: F401
+
         self.base_url = base_url
         self.description = f"{base_url}/api/ingest"
         self._api_key = api_key
@@ -220,6 +227,10 @@ class HttpExporter(Exporter):
         per request, as the hosted service's public API documents.
         """
         response = self._request("GET", "/api/health", None, min(timeout, 5.0))
+        if response.status_code >= 500 or response.status_code == 429:
+            # A passing outage says nothing about the server's capabilities,
+            # so this attempt fails and the next one asks again.
+            raise _classify(response)
         try:
             capabilities = response.json().get("capabilities", [])
         except (ValueError, AttributeError):

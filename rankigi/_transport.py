@@ -113,6 +113,7 @@ class Transport:
         self._spooler: Optional[threading.Thread] = None
         self._spooler_done = False
         self._unsent: list[Event] = []
+        self._abandoned = False  # close() gave up on the worker's batch
 
     # -- the caller's side --------------------------------------------------
 
@@ -234,6 +235,8 @@ class Transport:
                 "they were still being sent when close() ran out of time; the "
                 "server may or may not have stored them",
             )
+            # Whatever the worker's send still does, it must not count twice.
+            self._abandoned = True
 
     def _park_leftovers(self, leftovers: list[Event], segments: list[_Segment]) -> None:
         """Leave what close() could not send in the spool for the next client."""
@@ -487,7 +490,8 @@ class Transport:
             )
             return
         with self._lock:
-            self._stats["sent"] += len(events)
+            if not self._abandoned:
+                self._stats["sent"] += len(events)
 
     def _retry_or_drop(
         self,
@@ -570,6 +574,9 @@ class Transport:
     def _drop_count(
         self, count: int, code: str, reason: str, status_code: Optional[int] = None
     ) -> None:
+        if self._abandoned:
+            # close() already counted and reported this worker's batch.
+            return
         with self._lock:
             self._drops[code] += count
         self._log.warning(

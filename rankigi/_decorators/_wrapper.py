@@ -65,7 +65,9 @@ class RecordedFunction(_FunctionWrapper):
         # binding and instance again on every call.
         self._self_direct_call = functools.partial(wrapper, wrapped, instance)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    # Positional-only, so a keyword argument named "self" reaches the
+    # decorated function instead of colliding with this parameter.
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         return self._self_direct_call(args, kwargs)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
