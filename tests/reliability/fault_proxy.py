@@ -1,11 +1,16 @@
 """A loopback HTTP proxy that injects network and server faults on request.
 
 ``FaultProxy`` reads HTTP/1.1 one request at a time, so the mode in force
-when a request arrives decides its fate. ``pass`` forwards it; ``refuse``
-stops listening and resets open connections; ``reset`` resets after reading
-the request; ``hang`` never responds; ``status`` sends a canned response
-(a 503, a 429 with ``Retry-After``); ``cut`` forwards the request, so the
-server stores it, then closes after the first bytes of the response.
+when a request arrives decides its fate:
+
+- ``pass`` forwards it;
+- ``refuse`` stops listening and resets the open connections;
+- ``reset`` resets the connection after reading the request;
+- ``hang`` never responds;
+- ``status`` sends a canned response, such as a 429 with ``Retry-After``;
+- ``cut`` forwards the request, so the server stores it, then closes the
+  connection after the first bytes of the response.
+
 ``restart`` drops everything and listens on the same port after a delay.
 Messages need ``Content-Length``, as httpx requests and the server's
 responses have; chunked bodies are not parsed.

@@ -44,7 +44,7 @@ METHODS = (
     "track_custom_event",
 )
 # The parameters of each method in order, as (name, strategy, required).
-# Required ones are always passed, and optional ones when a draw says so.
+# Required ones are always passed, and optional ones when a boolean draw is true.
 Parameter = tuple[str, st.SearchStrategy[Any], bool]
 
 

@@ -3,7 +3,7 @@
 Each run is a fresh interpreter (memory_script.py), so its resident set size
 (VmRSS) contains nothing of the test process. A calibration run fills a queue
 of known size to measure the memory of one queued event; the main run then
-tracks 1,000,000 events against a server that never answers, and its growth
+tracks 1,000,000 events against a server that never responds, and its growth
 must stay within ``max_queue_size`` times that per-event figure.
 """
 
