@@ -14,12 +14,9 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Callable, Optional, TypeVar
 
-from typing_extensions import Self, Unpack
+from typing_extensions import Self
 
 from rankigi._client import ClientBase
-from rankigi._config import ClientOptions
-from rankigi._core import ErrorHandler
-from rankigi._exporters import Exporter
 
 __all__ = ["AsyncRankigi"]
 
@@ -35,19 +32,6 @@ class AsyncRankigi(ClientBase):
     Raises:
         ValueError: An option is missing or invalid; the message names it.
     """
-
-    def __init__(
-        self,
-        api_key: Optional[str] = None,
-        agent_id: Optional[str] = None,
-        *,
-        on_error: Optional[ErrorHandler] = None,
-        _exporter: Optional[Exporter] = None,
-        **options: Unpack[ClientOptions],
-    ) -> None:
-        super().__init__(
-            api_key, agent_id, on_error=on_error, _exporter=_exporter, **options
-        )
 
     async def track_tool_call(
         self,

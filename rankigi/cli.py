@@ -25,7 +25,13 @@ from rankigi.ledger import (
     VerifyResult,
 )
 
-__all__ = ["DEFAULT_LEDGER_PATH", "LEDGER_PATH_ENV", "SUBCOMMANDS", "main"]
+__all__ = [
+    "DEFAULT_LEDGER_PATH",
+    "LEDGER_PATH_ENV",
+    "SUBCOMMANDS",
+    "main",
+    "positive_int",
+]
 
 LEDGER_PATH_ENV = "RANKIGI_LEDGER_PATH"
 DEFAULT_LEDGER_PATH = os.path.join(".rankigi", "ledger.db")
@@ -136,7 +142,7 @@ def _add_events(
     )
     parser.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         default=20,
         metavar="N",
         help="maximum number of events to list (default: 20)",
@@ -402,7 +408,7 @@ def _json_line(record: dict[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"))
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:

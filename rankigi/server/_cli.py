@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from rankigi.cli import EXIT_OK, CommandError, ledger_path
+from rankigi.cli import EXIT_OK, CommandError, ledger_path, positive_int
 from rankigi.server._keys import API_KEYS_ENV, generate_key, keys_from_sources
 from rankigi.server._settings import (
     DEFAULT_MAX_BATCH_EVENTS,
@@ -89,14 +89,14 @@ def _add_key_options(parser: argparse.ArgumentParser) -> None:
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-body-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_BODY_BYTES,
         metavar="N",
         help=f"largest request body in bytes (default: {DEFAULT_MAX_BODY_BYTES})",
     )
     parser.add_argument(
         "--max-batch-events",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_BATCH_EVENTS,
         metavar="N",
         help=(
@@ -112,7 +112,7 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rate-burst",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="requests a key may send at once (default: the rate rounded up)",
     )
@@ -205,16 +205,6 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"expected a port from 0 to 65535, got {text!r}"
         )
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
 
 
