@@ -533,7 +533,8 @@ class Transport:
         if exc.retry_after is not None:
             return min(exc.retry_after, config.retry_after_max_ms / 1000)
         ceiling = min(config.retry_backoff_max_ms, config.retry_backoff_ms * 2**attempt)
-        # Full jitter spreads the retries of many clients after an outage.
+        # A random delay between half and all of the ceiling spreads the
+        # retries of many clients after an outage.
         return random.uniform(ceiling / 2, ceiling) / 1000
 
     def _sleep(self, delay: float) -> bool:
