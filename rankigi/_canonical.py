@@ -13,9 +13,17 @@ import hashlib
 import json
 import math
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["MAX_DEPTH", "CanonicalError", "canonical_json", "sha256_hex"]
+__all__ = [
+    "MAX_DEPTH",
+    "CanonicalError",
+    "canonical_json",
+    "canonical_object",
+    "canonical_string",
+    "sha256_hex",
+    "sha256_text",
+]
 
 MAX_DEPTH = 10
 
@@ -25,6 +33,9 @@ _dumps = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
 ).encode
 _encode_string = json.encoder.encode_basestring
+# The canonical JSON text of a string, quotes included. A string with a lone
+# surrogate gets text that cannot be encoded as UTF-8, so hashing it raises.
+canonical_string: Callable[[str], str] = _encode_string
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 # The C encoder itself, without JSONEncoder.encode's Python layers; the
 # arguments are JSONEncoder's for the settings above. CPython always has it.
@@ -33,6 +44,12 @@ _c_iterencode = (
     if _c_make_encoder is None
     else _c_make_encoder(None, None, _encode_string, None, ":", ",", True, False, False)
 )
+
+
+# With OpenSSL 3, hashlib.sha256() looks the algorithm up on every call, which
+# takes about as long as hashing a short text. Copying this unused object
+# skips the lookup. It is never updated, so threads may copy it at once.
+_SHA256 = hashlib.sha256()
 
 
 def _dumps_plain(value: Any) -> str:
@@ -60,9 +77,53 @@ def canonical_json(value: Any) -> str:
     return _dumps(normalized)
 
 
+def canonical_object(
+    value: dict[str, Any], depth: int = 0
+) -> tuple[str, dict[str, str]]:
+    """Return the canonical JSON text of an object and of each member value.
+
+    ``depth`` is the number of containers around the object in the value
+    being encoded, which counts towards ``MAX_DEPTH``. The object's text
+    equals what ``canonical_json`` writes for it at that depth. A member's
+    text equals ``canonical_json`` of the member, so a caller can hash a
+    member without encoding it again.
+
+    Raises:
+        CanonicalError: like ``canonical_json``, for the object at ``depth``.
+    """
+    if type(value) is dict and _is_plain(value, depth):
+        members = {
+            key: _encode_string(item) if type(item) is str else _dumps_plain(item)
+            for key, item in value.items()
+        }
+        # _is_plain admits only keys that sort the same by code point as by
+        # UTF-16 code unit, and the C encoder sorts by code point too.
+        body = ",".join(
+            [f"{_encode_string(key)}:{members[key]}" for key in sorted(members)]
+        )
+        return "{" + body + "}", members
+    wrapped: Any = value
+    for _ in range(depth):
+        wrapped = [wrapped]
+    text = canonical_json(wrapped)
+    text = text[depth : len(text) - depth]
+    return text, {key: canonical_json(item) for key, item in value.items()}
+
+
 def sha256_hex(value: Any) -> str:
     """Return the lowercase hex SHA-256 of the canonical JSON of ``value``."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+    return sha256_text(canonical_json(value))
+
+
+def sha256_text(text: str) -> str:
+    """Return the lowercase hex SHA-256 of ``text`` encoded as UTF-8.
+
+    Raises:
+        UnicodeEncodeError: ``text`` contains a lone surrogate.
+    """
+    digest = _SHA256.copy()
+    digest.update(text.encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _is_plain(value: Any, depth: int) -> bool:

@@ -5,6 +5,12 @@ A wire event is the ingest body of one event: ``agent_id``, ``action``,
 ``occurred_at``, ``passport_id``, ``signature`` and ``intent``. Other keys are
 ignored. A stored record has the fields in ``FIELDS``, and its ``event_hash`` is
 the SHA-256 of the canonical JSON of every other field.
+
+Appending hashes each record while the ledger's write lock is held, because
+the hash covers the chain fields. So ``prepare_events`` does everything else
+beforehand: it validates the event, encodes its payload once, and builds the
+record's canonical JSON around the two chain values that only the append can
+fill in. ``seal`` then only formats those two values and hashes the text.
 """
 
 from __future__ import annotations
@@ -12,10 +18,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
-from rankigi._canonical import CanonicalError, canonical_json, sha256_hex
+from rankigi._canonical import (
+    CanonicalError,
+    canonical_object,
+    canonical_string,
+    sha256_hex,
+    sha256_text,
+)
 from rankigi._ids import format_timestamp, now_ns, parse_timestamp, uuid7
 from rankigi.ledger._errors import InvalidEventError
 
@@ -55,26 +66,41 @@ MAX_EVENT_ID_LENGTH = 64
 SEVERITIES = frozenset({"info", "warn", "critical"})
 
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
-_PAYLOAD_PREFIX = '{"payload":'
+
+# The fields that only an append can fill in. They sit together in FIELDS, so
+# a stored row is the prepared columns with these three spliced in at
+# _CHAIN_START (_check_text_parts fails on import if they move apart).
+_CHAIN_FIELDS = ("chain_index", "previous_event_hash", "event_hash")
+_CHAIN_START = FIELDS.index(_CHAIN_FIELDS[0])
+# The stored fields that prepare_events fills, in FIELDS order.
+_COLUMN_FIELDS = tuple(name for name in FIELDS if name not in _CHAIN_FIELDS)
 
 
-@dataclass(frozen=True)
 class PreparedEvent:
-    """A validated event: every stored field except the chain fields.
+    """A validated event, ready to be chained.
 
-    ``fields`` has the parsed payload, ``payload_text`` its canonical JSON.
+    ``columns`` contains the stored values of ``_COLUMN_FIELDS`` (every field but
+    the chain fields), with the payload as its canonical JSON text.
+    ``text_parts`` is the record's canonical JSON without ``event_hash``, cut
+    where the values of ``chain_index`` and ``previous_event_hash`` go.
     """
 
-    fields: dict[str, Any]
-    payload_text: str
+    __slots__ = ("agent_id", "columns", "event_id", "text_parts")
 
-    @property
-    def agent_id(self) -> str:
-        return str(self.fields["agent_id"])
+    def __init__(
+        self,
+        agent_id: str,
+        event_id: str,
+        columns: tuple[Any, ...],
+        text_parts: tuple[str, str, str],
+    ) -> None:
+        self.agent_id = agent_id
+        self.event_id = event_id
+        self.columns = columns
+        self.text_parts = text_parts
 
-    @property
-    def event_id(self) -> str:
-        return str(self.fields["event_id"])
+    def __repr__(self) -> str:
+        return f"<PreparedEvent {self.agent_id!r:.80} {self.event_id!r:.80}>"
 
 
 def resolve_received_at(received_at: str | None) -> str:
@@ -103,16 +129,40 @@ def prepare_events(
             f"events must be a sequence of event dicts, got {type(events).__name__}; "
             "wrap a single event in a list"
         )
-    return [_prepare(event, index, received_at) for index, event in enumerate(events)]
+    # The events of one batch share a few client clock readings, so each
+    # distinct timestamp text is parsed once per batch.
+    timestamps: dict[str, Optional[str]] = {}
+    return [
+        _prepare(event, index, received_at, timestamps)
+        for index, event in enumerate(events)
+    ]
 
 
-def seal(event: PreparedEvent, chain_index: int, previous_hash: str) -> dict[str, Any]:
-    """Return the full record of ``event`` at ``chain_index``, with its hash."""
-    record = dict(event.fields)
-    record["chain_index"] = chain_index
-    record["previous_event_hash"] = previous_hash
-    record["event_hash"] = compute_event_hash(record)
-    return {name: record[name] for name in FIELDS}
+def seal(
+    event: PreparedEvent, chain_index: int, previous_hash: str
+) -> tuple[tuple[Any, ...], str]:
+    """Return the stored row of ``event`` at ``chain_index``, and its event hash.
+
+    The row has the values of ``FIELDS`` in order. The hash equals
+    ``compute_event_hash`` of the record, because the text hashed here is the
+    record's canonical JSON, which ``_check_text_parts`` checks on import.
+
+    Raises:
+        UnicodeEncodeError: ``previous_hash`` is not valid Unicode, which only
+            a ledger file edited outside rankigi can cause.
+    """
+    head, middle, tail = event.text_parts
+    text = f"{head}{chain_index}{middle}{canonical_string(previous_hash)}{tail}"
+    event_hash = sha256_text(text)
+    columns = event.columns
+    row = (
+        *columns[:_CHAIN_START],
+        chain_index,
+        previous_hash,
+        event_hash,
+        *columns[_CHAIN_START:],
+    )
+    return row, event_hash
 
 
 def compute_event_hash(record: Mapping[str, Any]) -> str:
@@ -125,7 +175,9 @@ def compute_event_hash(record: Mapping[str, Any]) -> str:
     return sha256_hex({k: v for k, v in record.items() if k != "event_hash"})
 
 
-def _prepare(event: Any, index: int, received_at: str) -> PreparedEvent:
+def _prepare(
+    event: Any, index: int, received_at: str, timestamps: dict[str, Optional[str]]
+) -> PreparedEvent:
     if not isinstance(event, Mapping):
         raise InvalidEventError(
             index, "event", f"must be a JSON object, got {type(event).__name__}"
@@ -134,24 +186,98 @@ def _prepare(event: Any, index: int, received_at: str) -> PreparedEvent:
     action = _name(event, "action", index, required=True)
     tool = _name(event, "tool", index, required=False)
     payload = _payload(event, index)
-    payload_text, stored_payload = _canonical_payload(payload, index)
-    fields: dict[str, Any] = {
-        "event_id": _event_id(event, index),
-        "agent_id": agent_id,
-        "timestamp": _timestamp(event, payload, index) or received_at,
-        "server_received_at": received_at,
-        "action_type": action,
-        "tool_invoked": tool,
-        "severity": _severity(event, index),
-        "input_hash": _value_hash(payload, "input"),
-        "output_hash": _value_hash(payload, "output"),
-        "execution_result": _execution_result(action, payload),
-        "payload": stored_payload,
-        "data_quality_flag": "ok",
-        "passport_id": _optional_text(event, "passport_id", index),
-        "signature": _optional_text(event, "signature", index),
-    }
-    return PreparedEvent(fields=fields, payload_text=payload_text)
+    payload_text, members = _canonical_payload(payload, index)
+    event_id = _event_id(event, index)
+    timestamp = _timestamp(event, payload, index, timestamps) or received_at
+    severity = _severity(event, index)
+    # The values of _COLUMN_FIELDS, in that order.
+    columns = (
+        event_id,
+        agent_id,
+        timestamp,
+        received_at,
+        action,
+        tool,
+        severity,
+        _value_hash(payload, members, "input"),
+        _value_hash(payload, members, "output"),
+        _execution_result(action, payload),
+        payload_text,
+        "ok",
+        _optional_text(event, "passport_id", index),
+        _optional_text(event, "signature", index),
+    )
+    return PreparedEvent(agent_id, event_id, columns, _text_parts(columns))
+
+
+def _text_parts(columns: tuple[Any, ...]) -> tuple[str, str, str]:
+    """Return the record's canonical JSON, cut where the two chain values go.
+
+    The columns are those of ``_COLUMN_FIELDS``: strings or None, and the
+    payload as canonical JSON text. Canonical JSON sorts keys by UTF-16 code
+    units, which for these ASCII field names is alphabetical order, and
+    ``_check_text_parts`` compares the result with ``canonical_json`` when
+    this module is imported.
+    """
+    (
+        event_id,
+        agent_id,
+        timestamp,
+        received_at,
+        action,
+        tool,
+        severity,
+        input_hash,
+        output_hash,
+        execution_result,
+        payload_text,
+        data_quality_flag,
+        passport_id,
+        signature,
+    ) = columns
+    quote = canonical_string
+    head = (
+        f'{{"action_type":{quote(action)},"agent_id":{quote(agent_id)},"chain_index":'
+    )
+    middle = (
+        f',"data_quality_flag":{quote(data_quality_flag)}'
+        f',"event_id":{quote(event_id)}'
+        f',"execution_result":{quote(execution_result)}'
+        f',"input_hash":{"null" if input_hash is None else quote(input_hash)}'
+        f',"output_hash":{"null" if output_hash is None else quote(output_hash)}'
+        f',"passport_id":{"null" if passport_id is None else quote(passport_id)}'
+        f',"payload":{payload_text},"previous_event_hash":'
+    )
+    tail = (
+        f',"server_received_at":{quote(received_at)}'
+        f',"severity":{quote(severity)}'
+        f',"signature":{"null" if signature is None else quote(signature)}'
+        f',"timestamp":{quote(timestamp)}'
+        f',"tool_invoked":{"null" if tool is None else quote(tool)}}}'
+    )
+    return head, middle, tail
+
+
+def _check_text_parts() -> None:
+    """Raise if ``_text_parts`` and ``seal`` disagree with ``canonical_json``.
+
+    This guards against a change of ``FIELDS`` that ``_text_parts`` misses.
+    """
+    # Each field's value is its name, so a field written in the wrong place
+    # changes the text. The payload is JSON text and one field is None.
+    values: dict[str, Any] = {name: name for name in _COLUMN_FIELDS}
+    values["payload"] = '{"a":1}'
+    values["tool_invoked"] = None
+    columns = tuple(values[name] for name in _COLUMN_FIELDS)
+    event = PreparedEvent("agent_id", "event_id", columns, _text_parts(columns))
+    row, event_hash = seal(event, 7, "previous")
+    record = dict(zip(FIELDS, row))
+    record["payload"] = json.loads(record["payload"])
+    if event_hash != compute_event_hash(record):
+        raise RuntimeError(
+            "the record text of rankigi.ledger._record._text_parts does not match "
+            "canonical_json of FIELDS; update _text_parts to the fields"
+        )
 
 
 def _name(event: Mapping[str, Any], field: str, index: int, *, required: bool) -> Any:
@@ -202,10 +328,15 @@ def _severity(event: Mapping[str, Any], index: int) -> str:
     return value if value in SEVERITIES else "info"
 
 
-def _timestamp(event: Mapping[str, Any], payload: Mapping[str, Any], index: int) -> Any:
+def _timestamp(
+    event: Mapping[str, Any],
+    payload: Mapping[str, Any],
+    index: int,
+    timestamps: dict[str, Optional[str]],
+) -> Any:
     occurred_at = event.get("occurred_at")
     if occurred_at is not None:
-        normalized = parse_timestamp(occurred_at)
+        normalized = _parse_timestamp(occurred_at, timestamps)
         if normalized is None:
             raise InvalidEventError(
                 index,
@@ -218,7 +349,19 @@ def _timestamp(event: Mapping[str, Any], payload: Mapping[str, Any], index: int)
     # free-form payload data, so an unreadable value falls back to the receive
     # time instead of rejecting the event.
     client_clock = payload.get("_ts")
-    return parse_timestamp(client_clock) if isinstance(client_clock, str) else None
+    if not isinstance(client_clock, str):
+        return None
+    return _parse_timestamp(client_clock, timestamps)
+
+
+def _parse_timestamp(text: Any, timestamps: dict[str, Optional[str]]) -> Optional[str]:
+    """Return ``parse_timestamp(text)``, remembered in ``timestamps``."""
+    if type(text) is not str:
+        return parse_timestamp(text)
+    if text in timestamps:
+        return timestamps[text]
+    normalized = timestamps[text] = parse_timestamp(text)
+    return normalized
 
 
 def _payload(event: Mapping[str, Any], index: int) -> dict[str, Any]:
@@ -246,16 +389,22 @@ def _payload(event: Mapping[str, Any], index: int) -> dict[str, Any]:
     return {**payload, "_intent": intent}
 
 
-def _canonical_payload(payload: dict[str, Any], index: int) -> tuple[str, Any]:
-    """Return the payload's canonical JSON and the value parsed back from it.
+def _canonical_payload(
+    payload: dict[str, Any], index: int
+) -> tuple[str, dict[str, str]]:
+    """Return the payload's canonical JSON text and that of each member value.
 
-    The payload is encoded at the depth it has inside a record, so a payload
-    that passes here also passes when the whole record is hashed. Parsing the
-    text back gives the exact value that verification will later hash.
+    The text is also the payload's stored form. The payload is encoded at the
+    depth it has inside a record, so a payload that passes here also passes
+    when verification hashes the whole record. Verification parses the stored
+    text and encodes it again, which gives this same text back. Canonical
+    JSON is a fixed point of parsing and encoding, because it writes every
+    float in a form that parses back to a value encoded the same way.
     """
     try:
-        wrapped = canonical_json({"payload": payload})
-        wrapped.encode("utf-8")
+        text, members = canonical_object(payload, depth=1)
+        if not text.isascii():
+            text.encode("utf-8")
     except CanonicalError as exc:
         # The depth limit counts the record around the payload as one level.
         raise InvalidEventError(
@@ -270,16 +419,17 @@ def _canonical_payload(payload: dict[str, Any], index: int) -> tuple[str, Any]:
             "contains a string that is not valid Unicode (a lone surrogate); "
             "encode binary data as base64 or hex text",
         ) from exc
-    text = wrapped[len(_PAYLOAD_PREFIX) : -1]
-    return text, json.loads(text)
+    return text, members
 
 
-def _value_hash(payload: Mapping[str, Any], key: str) -> str | None:
+def _value_hash(
+    payload: Mapping[str, Any], members: Mapping[str, str], key: str
+) -> str | None:
     # A value the server can see is hashed again here, so a client's claimed
     # hash is never stored in its place. In hash-only capture only the client's
     # hash travels, and it is kept when it looks like a SHA-256 hex digest.
-    if key in payload:
-        return sha256_hex(payload[key])
+    if key in members:
+        return sha256_text(members[key])
     claimed = payload.get(f"{key}_hash")
     if isinstance(claimed, str) and _HEX_DIGEST.fullmatch(claimed):
         return claimed.lower()
@@ -296,6 +446,8 @@ def _execution_result(action: str, payload: Mapping[str, Any]) -> str:
 
 
 def _check_unicode(value: str, field: str, index: int) -> None:
+    if value.isascii():
+        return
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -304,3 +456,6 @@ def _check_unicode(value: str, field: str, index: int) -> None:
             field,
             f"is not valid Unicode (contains a lone surrogate): {value!r:.80}",
         ) from exc
+
+
+_check_text_parts()

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Optional, TypeVar
@@ -37,13 +38,22 @@ __all__ = ["Ledger", "append_batch"]
 logger = logging.getLogger("rankigi.ledger")
 
 _COLUMNS = ", ".join(FIELDS)
-_PAYLOAD = FIELDS.index("payload")
 _INSERT_EVENT = (
     f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
 )
 _SELECT_STORED = (
     "SELECT event_id, chain_index, event_hash, previous_event_hash "
-    "FROM events WHERE agent_id = ? AND event_id = ?"
+    "FROM events WHERE agent_id = ? AND event_id IN ({})"
+)
+# Event ids looked up per statement. SQLite before 3.32 allows at most 999
+# parameters in one statement.
+_LOOKUP_CHUNK = 500
+_SELECT_CONFLICT = (
+    "SELECT event_hash FROM events "
+    "WHERE agent_id = ? AND (chain_index = ? OR event_id = ?)"
+)
+_EVENT_ID, _AGENT_ID, _CHAIN_INDEX, _EVENT_HASH = (
+    FIELDS.index(name) for name in ("event_id", "agent_id", "chain_index", "event_hash")
 )
 _SELECT_HEAD = "SELECT chain_index, event_hash FROM heads WHERE agent_id = ?"
 _UPSERT_HEAD = (
@@ -313,24 +323,44 @@ if hasattr(os, "register_at_fork"):
 def append_batch(
     connection: sqlite3.Connection, prepared: list[PreparedEvent], path: Path
 ) -> list[AppendResult]:
-    """Store a batch inside the caller's write transaction."""
+    """Store a batch inside the caller's write transaction.
+
+    An event whose ``(agent_id, event_id)`` is stored already, or comes earlier
+    in the batch, is not stored again; its result is the stored event's, with
+    ``duplicate=True``.
+
+    Raises:
+        LedgerError: the file contains rows that collide with the new ones, or
+            an invalid head, because it was edited outside rankigi.
+    """
+    # The caller's transaction holds the write lock, so no other writer can
+    # store one of these event ids between this lookup and the inserts.
+    stored = _find_stored(connection, prepared)
     heads: dict[str, _Head] = {}
     moved_heads: dict[str, tuple[int, str]] = {}
+    rows: list[tuple[Any, ...]] = []
     results: list[AppendResult] = []
     for event in prepared:
-        # Queries in a transaction read its own inserts, so this also finds a
-        # duplicate of an event stored earlier in the same batch.
-        stored = _find_stored(connection, event.agent_id, event.event_id)
-        if stored is not None:
-            results.append(stored)
-            continue
         agent_id = event.agent_id
+        key = (agent_id, event.event_id)
+        earlier = stored.get(key)
+        if earlier is not None:
+            results.append(
+                earlier if earlier.duplicate else replace(earlier, duplicate=True)
+            )
+            continue
         if agent_id not in heads:
             heads[agent_id] = _read_head(connection, agent_id, path)
-        result = _insert(connection, event, heads[agent_id], path)
-        moved_heads[agent_id] = (result.chain_index, result.event_hash)
-        heads[agent_id] = moved_heads[agent_id]
+        head = heads[agent_id]
+        index, previous_hash = (0, "") if head is None else (head[0] + 1, head[1])
+        row, event_hash = seal(event, index, previous_hash)
+        rows.append(row)
+        heads[agent_id] = moved_heads[agent_id] = (index, event_hash)
+        result = AppendResult(event.event_id, index, event_hash, previous_hash, False)
         results.append(result)
+        # A later event of the batch with the same id is a duplicate of this one.
+        stored[key] = result
+    _insert_rows(connection, rows, path)
     connection.executemany(
         _UPSERT_HEAD,
         [(agent, index, digest) for agent, (index, digest) in moved_heads.items()],
@@ -339,13 +369,25 @@ def append_batch(
 
 
 def _find_stored(
-    connection: sqlite3.Connection, agent_id: str, event_id: str
-) -> AppendResult | None:
-    row = connection.execute(_SELECT_STORED, (agent_id, event_id)).fetchone()
-    if row is None:
-        return None
-    event_id, chain_index, event_hash, previous_hash = row
-    return AppendResult(event_id, chain_index, event_hash, previous_hash, True)
+    connection: sqlite3.Connection, prepared: list[PreparedEvent]
+) -> dict[tuple[str, str], AppendResult]:
+    """Return the results of the batch's events that are stored already."""
+    event_ids: dict[str, dict[str, None]] = {}
+    for event in prepared:
+        event_ids.setdefault(event.agent_id, {})[event.event_id] = None
+    stored: dict[tuple[str, str], AppendResult] = {}
+    for agent_id, ids in event_ids.items():
+        unique = list(ids)
+        for start in range(0, len(unique), _LOOKUP_CHUNK):
+            chunk = unique[start : start + _LOOKUP_CHUNK]
+            query = _SELECT_STORED.format(", ".join("?" * len(chunk)))
+            for event_id, index, event_hash, previous_hash in connection.execute(
+                query, (agent_id, *chunk)
+            ):
+                stored[agent_id, event_id] = AppendResult(
+                    event_id, index, event_hash, previous_hash, True
+                )
+    return stored
 
 
 def _read_head(connection: sqlite3.Connection, agent_id: str, path: Path) -> _Head:
@@ -362,24 +404,37 @@ def _read_head(connection: sqlite3.Connection, agent_id: str, path: Path) -> _He
     return index, digest
 
 
-def _insert(
-    connection: sqlite3.Connection, event: PreparedEvent, head: _Head, path: Path
-) -> AppendResult:
-    index, previous_hash = (0, "") if head is None else (head[0] + 1, head[1])
-    record = seal(event, index, previous_hash)
-    row = [record[name] for name in FIELDS]
-    row[_PAYLOAD] = event.payload_text
+def _insert_rows(
+    connection: sqlite3.Connection, rows: list[tuple[Any, ...]], path: Path
+) -> None:
     try:
-        connection.execute(_INSERT_EVENT, row)
+        connection.executemany(_INSERT_EVENT, rows)
     except sqlite3.IntegrityError as exc:
+        agent_id, index = _first_conflict(connection, rows)
         raise LedgerError(
-            f"cannot append to agent {event.agent_id!r} at chain index {index} "
+            f"cannot append to agent {agent_id!r} at chain index {index} "
             f"in {path}: {exc}; the file was edited outside rankigi, so run "
             "`rankigi verify` on it"
         ) from exc
-    return AppendResult(
-        record["event_id"], index, record["event_hash"], previous_hash, False
-    )
+
+
+def _first_conflict(
+    connection: sqlite3.Connection, rows: list[tuple[Any, ...]]
+) -> tuple[str, int]:
+    """Return the agent and chain index of the row that failed to insert.
+
+    ``executemany`` stops at the failing row, and the rows before it stay
+    inserted until the caller rolls back. So the failing row is the first one
+    whose chain index or event id is held by anything but itself.
+    """
+    for row in rows:
+        agent_id, index = row[_AGENT_ID], row[_CHAIN_INDEX]
+        holders = connection.execute(
+            _SELECT_CONFLICT, (agent_id, index, row[_EVENT_ID])
+        ).fetchall()
+        if holders != [(row[_EVENT_HASH],)]:
+            return agent_id, index
+    return rows[0][_AGENT_ID], rows[0][_CHAIN_INDEX]
 
 
 @contextlib.contextmanager

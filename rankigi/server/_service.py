@@ -1,15 +1,18 @@
 """The ledger behind the server: ingest with ownership, and the read calls.
 
-All methods block on SQLite, so the app calls them from worker threads.
-Writes go through one ``Ledger``, and each request's ownership claims and
-events are stored in one transaction. Reads use a second connection, which
-SQLite's WAL mode lets run while a write is in progress.
+Ingest has two steps. ``prepare`` validates and hashes a request's events
+without touching the file. ``store`` hands them to the ``GroupWriter``, which
+stores each request's ownership claims and events atomically, together with
+those of other requests waiting at the same time. The other methods block on
+SQLite, so the app calls them from worker threads. Reads use a second
+connection, which SQLite's WAL mode lets run while a write is in progress.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,16 +21,31 @@ from rankigi.ledger import AppendResult, Ledger, VerifyResult
 # NOTE: prepare_events and append_batch are the ledger's own steps of
 # Ledger.append. The server runs them itself, inside Ledger.write, so that the
 # ownership claim commits or rolls back together with the events.
-from rankigi.ledger._record import prepare_events, resolve_received_at
+from rankigi.ledger._record import PreparedEvent, prepare_events, resolve_received_at
 from rankigi.ledger._store import append_batch
+from rankigi.server._checkpoint import Checkpointer, disable_autocheckpoint
 from rankigi.server._owners import (
     OwnedByAnotherKey,
     OwnerLookup,
     claim_agents,
     create_table,
 )
+from rankigi.server._writer import GroupWriter
 
-__all__ = ["LedgerService"]
+__all__ = ["LedgerService", "PreparedIngest"]
+
+
+@dataclass(frozen=True)
+class PreparedIngest:
+    """A request's validated events, ready to store for ``key``.
+
+    ``unknown_agents`` are the batch's agents without a known owner, which
+    ``key`` claims when the events are stored.
+    """
+
+    key: str
+    events: list[PreparedEvent]
+    unknown_agents: list[str]
 
 
 class LedgerService:
@@ -40,41 +58,54 @@ class LedgerService:
     def __init__(self, path: str) -> None:
         self._writer = Ledger(path, create=True)
         self._writer.write(create_table)
+        # Checkpoints run on a thread of their own, not in the commits that
+        # requests wait for.
+        self._writer.write(disable_autocheckpoint)
         self._reader = Ledger(path, create=False)
         self._owners = OwnerLookup(self._writer.path)
+        self._checkpointer = Checkpointer(self._writer.path)
+        self._group_writer = GroupWriter(self._writer)
 
     @property
     def path(self) -> Path:
         """Absolute path of the ledger file."""
         return self._writer.path
 
-    def ingest(self, key: str, events: Sequence[Any]) -> list[AppendResult]:
-        """Append ``events`` for ``key``, all or none.
-
-        ``key`` becomes the owner of each new agent in the batch.
+    def prepare(self, key: str, events: Sequence[Any]) -> PreparedIngest:
+        """Validate and hash ``events`` for ``key``, without storing them.
 
         Raises:
             InvalidEventError: an event is invalid.
             OwnedByAnotherKey: an event names an agent that another key owns.
-            LedgerError: the write failed.
         """
         prepared = prepare_events(events, resolve_received_at(None))
-        if not prepared:
-            return []
         agent_ids = list(dict.fromkeys(event.agent_id for event in prepared))
         for agent_id in agent_ids:
             owner = self._owners.cached(agent_id)
             if owner is not None and owner != key:
                 raise OwnedByAnotherKey(agent_id)
         unknown = [a for a in agent_ids if self._owners.cached(a) is None]
+        return PreparedIngest(key, prepared, unknown)
+
+    async def store(self, ingest: PreparedIngest) -> list[AppendResult]:
+        """Store prepared events all or none, and return their results.
+
+        ``ingest.key`` becomes the owner of each new agent in the batch.
+
+        Raises:
+            OwnedByAnotherKey: an event names an agent that another key owns.
+            LedgerError: the write failed.
+        """
+        if not ingest.events:
+            return []
 
         def store(connection: sqlite3.Connection) -> list[AppendResult]:
-            claim_agents(connection, unknown, key)
-            return append_batch(connection, prepared, self.path)
+            claim_agents(connection, ingest.unknown_agents, ingest.key)
+            return append_batch(connection, ingest.events, self.path)
 
-        results = self._writer.write(store)
+        results = await self._group_writer.write(store, len(ingest.events))
         # Committed: every agent in the batch is now owned by ``key``.
-        self._owners.remember(unknown, key)
+        self._owners.remember(ingest.unknown_agents, ingest.key)
         return results
 
     @property
@@ -126,7 +157,9 @@ class LedgerService:
         return self._reader.verify(agent_id)
 
     def close(self) -> None:
-        """Close the ledger; ``Ledger.close`` waits for a write in progress."""
+        """Store the writes queued so far, then close the ledger."""
+        self._group_writer.close()
+        self._checkpointer.close()
         self._writer.close()
         self._reader.close()
         self._owners.close()
