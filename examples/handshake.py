@@ -23,7 +23,7 @@ def checksum(text: str) -> str:
 
 
 async def executor_accepts(handshake_id: str, document: str) -> str:
-    """The executor runs in asyncio code, so it uses the async client."""
+    """Accept the handshake as the executor, from asyncio code, and do the work."""
     async with AsyncRankigi(agent_id="executor") as executor:
         await executor.complete_handshake(handshake_id, accepted=True)
         digest = checksum(document)

@@ -2,7 +2,7 @@
 
 It shares ``ClientCore`` with ``Rankigi``. Tracking only snapshots values and
 appends to the transport's queue, so the awaitable ``track_*`` methods return
-at once; ``flush``, ``close`` and the handshake calls wait in a worker thread,
+at once. ``flush``, ``close`` and the handshake calls wait in a worker thread,
 so the event loop keeps running while they do.
 """
 

@@ -249,8 +249,8 @@ class _FixedFloat(str):
 
 
 def _fixed_notation(text: str) -> str:
-    # repr() already holds the shortest round-trip digits; Decimal only moves
-    # the point, so large integral floats keep those digits and add zeros.
+    # repr() already contains the shortest round-trip digits, and Decimal
+    # only moves the point, so large integral floats keep those digits.
     digits = format(Decimal(text), "f")
     if "." in digits:
         digits = digits.rstrip("0").rstrip(".")

@@ -18,7 +18,7 @@ __all__ = ["ClientBase", "Rankigi"]
 
 
 class ClientBase:
-    """What both clients share: options, the core, tracking and activation.
+    """Base of both clients: options, the core, tracking and activation.
 
     The public ``track_*`` methods live on the subclasses, because the async
     client's are coroutines; both call the ``_track_*`` helpers here.
@@ -204,7 +204,7 @@ class Rankigi(ClientBase):
 
         Returns a dict whose ``valid`` is true only for an accepted handshake
         whose two chain events exist, hash correctly and agree; ``reason``
-        says what failed otherwise.
+        names the failed check otherwise.
         """
         return self._core.verify_handshake(handshake_id)
 

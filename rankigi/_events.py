@@ -1,8 +1,8 @@
 """Building events in the caller's thread and finishing them on the worker.
 
 Capture is split in two so the caller pays only for what must happen at call
-time: ``EventFactory`` snapshots the values (serialize and redact) and stamps
-the id and clock; ``finish_event``, run on the transport's thread, adds the
+time. ``EventFactory`` snapshots the values (serialize and redact) and stamps
+the id and clock. ``finish_event``, run on the transport's thread, adds the
 hashes and timestamps and applies hash-only capture.
 """
 

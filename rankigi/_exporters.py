@@ -2,7 +2,7 @@
 
 An exporter sends one list of events and either returns or raises
 ``ExportError``; the transport owns batching, retries and drop accounting.
-``batch_limit`` tells the transport how many events one request may carry.
+``batch_limit`` is the maximum number of events one request may carry.
 """
 
 from __future__ import annotations
@@ -136,10 +136,10 @@ class HttpExporter(Exporter):
     def __init__(
         self, base_url: str, api_key: str, batch_size: int, timeout: float
     ) -> None:
-        # Imported here, in the thread that builds the client, and not on the
-        # worker's first send: a fork() while the worker held the import lock
-        # would leave that lock held in the child, whose worker then waits on
-        # the same import forever.
+        # Imported here, in the thread that builds the client, not on the
+        # worker's first send. A fork() while the worker held the import lock
+        # would leave that lock taken in the child, whose worker would then
+        # wait on the same import forever.
         import httpcore  # noqa: F401
         import httpx  # noqa: F401
 
@@ -222,14 +222,14 @@ class HttpExporter(Exporter):
     def _probe_batching(self, timeout: float) -> bool:
         """Ask ``/api/health`` whether the server takes batches.
 
-        A server that cannot be reached raises, so the next attempt asks
+        A server that cannot be reached raises, so the next attempt probes
         again; any answer that does not announce ``batch`` means one event
         per request, as the hosted service's public API documents.
         """
         response = self._request("GET", "/api/health", None, min(timeout, 5.0))
         if response.status_code >= 500 or response.status_code == 429:
-            # A passing outage says nothing about the server's capabilities,
-            # so this attempt fails and the next one asks again.
+            # A passing outage reveals nothing about the server's
+            # capabilities, so this attempt fails and the next one probes.
             raise _classify(response)
         try:
             capabilities = response.json().get("capabilities", [])
@@ -277,7 +277,7 @@ def _error_message(response: httpx.Response) -> str:
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
-    """Return the seconds a ``Retry-After`` header asks for, or None."""
+    """Return the seconds a ``Retry-After`` header requests, or None."""
     if not value:
         return None
     value = value.strip()

@@ -204,7 +204,7 @@ def _parse(response: httpx.Response, method: str, path: str) -> dict[str, Any]:
         body = None
     if status < 300 and isinstance(body, dict):
         return body
-    message = f"{method} {path} answered {status}"
+    message = f"{method} {path} returned {status}"
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and error.get("message"):
         message = str(error["message"])[:500]

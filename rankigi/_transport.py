@@ -2,7 +2,7 @@
 
 The caller only appends to a deque under a lock. The worker thread takes
 batches when ``batch_size`` events wait, when ``flush_interval_ms`` passes, or
-when ``flush``/``close`` asks; it finishes each event (hashes, timestamps),
+when ``flush``/``close`` requests it. It finishes each event (hashes, timestamps),
 sends it through the exporter, retries with jittered exponential backoff, and
 drops what cannot be delivered, counting every drop by reason and reporting it
 through the client's ``on_error``.
@@ -646,9 +646,9 @@ def _events(count: int) -> str:
 class _Segment:
     """A batch on its way out: its spool file (if any) and its accounting.
 
-    ``counted`` is how many queued events it completes for ``flush``; files
-    replayed from the spool count for nothing. ``finished`` says whether
-    ``finish_event`` already ran on its events.
+    ``counted`` is the number of queued events it completes for ``flush``,
+    and files replayed from the spool count for nothing. ``finished`` is
+    whether ``finish_event`` already ran on its events.
     """
 
     __slots__ = ("counted", "events", "finished", "path")

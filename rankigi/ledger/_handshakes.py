@@ -82,7 +82,7 @@ _SELECT_EVENT = (
 
 
 class HandshakeError(LedgerError):
-    """A handshake operation was rejected; ``code`` and ``status`` say why."""
+    """Raised when a handshake operation is rejected, with ``code`` and ``status``."""
 
     def __init__(self, code: str, status: int, message: str) -> None:
         super().__init__(message)

@@ -193,7 +193,7 @@ def _check_header(path: Path) -> None:
     # every POSIX lock this process holds on it, including the locks of
     # SQLite connections that other Ledger objects keep open. Another
     # process could then take over and delete the write-ahead log while it
-    # still holds committed transactions. SQLite itself recognises files
+    # still contains committed transactions. SQLite itself recognises files
     # that are not databases, in _check_meta.
     if os.path.isdir(path):
         raise NotALedgerError(path, "it is a directory")
